@@ -1,0 +1,307 @@
+"""``kennelgate`` command line: models, gallery, classify, eval, bench."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from embedder.images import ImageError
+from index.folders import IMAGE_SUFFIXES, scan_root
+from index.store import GalleryError
+from kennelgate.progress import announce_model_build, err_console, progress_bar
+from kennelgate.settings import Settings
+
+app = typer.Typer(help="KennelGate: which animal is at the kennel door? (retrieval + open-set)", no_args_is_help=True)
+model_app = typer.Typer(help="Build and list encoder models (ONNX).", no_args_is_help=True)
+gallery_app = typer.Typer(help="Manage the species gallery.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+app.add_typer(gallery_app, name="gallery")
+console = Console()
+
+_state: dict = {}
+
+HomeOpt = typer.Option(None, "--home", envvar="KENNELGATE_HOME", help="State folder (gallery, reports).")
+
+
+@app.callback()
+def main(
+    home: Optional[Path] = HomeOpt,
+    model: Optional[str] = typer.Option(None, "--model", envvar="KENNELGATE_MODEL", help="Model name or directory."),
+    method: Optional[str] = typer.Option(None, "--method", help="Decision method: knn (default) or prototype."),
+) -> None:
+    overrides = {k: v for k, v in {"home": home, "model": model, "method": method}.items() if v is not None}
+    _state["settings"] = Settings(**overrides)
+
+
+def _settings() -> Settings:
+    return _state.get("settings") or Settings()
+
+
+def _engine():
+    from kennelgate.engine import Engine
+
+    return Engine(_settings(), on_model_build=announce_model_build)
+
+
+def _fail(msg: str) -> None:
+    err_console.print(f"[red]error:[/red] {msg}")
+    raise typer.Exit(2)
+
+
+def _print_index_report(report) -> None:
+    table = Table("species", "photos indexed")
+    for name, n in report.added.items():
+        table.add_row(name, str(n))
+    console.print(table)
+    if report.rejected:
+        err_console.print(f"[yellow]{len(report.rejected)} file(s) rejected:")
+        for f, reason in report.rejected:
+            err_console.print(f"  {f}: {reason}")
+    console.print(f"gallery version [bold]{report.version}[/bold]")
+
+
+# --- model ---------------------------------------------------------------------------------
+@model_app.command("build")
+def model_build(
+    name: str = typer.Argument("efficientnet-lite0", help="efficientnet-lite0, open_clip:ARCH[:TAG|:CHECKPOINT], or a name for --onnx."),
+    onnx_file: Optional[Path] = typer.Option(None, "--onnx", help="Wrap an existing ONNX file instead."),
+    feature_tensor: Optional[str] = typer.Option(None, help="ONNX tensor to use as the embedding."),
+    logits_tensor: Optional[str] = typer.Option(None, help="ONNX tensor with ImageNet logits, if any."),
+    size: int = typer.Option(224, help="Input size (ONNX files)."),
+    mean: str = typer.Option("0.485,0.456,0.406", help="Normalisation mean (ONNX files)."),
+    std: str = typer.Option("0.229,0.224,0.225", help="Normalisation std (ONNX files)."),
+    resize: str = typer.Option("shorter_center_crop", help="shorter_center_crop | squash | letterbox (ONNX files)."),
+    crop_pct: float = typer.Option(0.875, help="Crop / resized short side (ONNX files)."),
+) -> None:
+    """Export a model into the shared model cache."""
+    s = _settings()
+    if onnx_file is not None:
+        from embedder.export import onnx_file as onnx_export
+        from embedder.spec import PreprocessSpec
+
+        pre = PreprocessSpec(
+            input_size=size, resize=resize, crop_pct=crop_pct,
+            mean=tuple(float(x) for x in mean.split(",")), std=tuple(float(x) for x in std.split(",")),
+        )
+        spec = onnx_export.build(onnx_file, s.model_cache / name, name, pre, feature_tensor, logits_tensor)
+    else:
+        from embedder import registry
+
+        with err_console.status(f"exporting {name} to ONNX…"):
+            spec = registry.build_named(name, s.model_cache)
+    console.print(f"built [bold]{spec.name}[/bold] ({spec.embedding_dim}-d, fingerprint {spec.fingerprint}) in {s.model_cache / spec.name}")
+
+
+@model_app.command("list")
+def model_list() -> None:
+    """Models in the shared cache."""
+    from embedder.registry import list_models
+
+    table = Table("name", "dim", "precision", "fingerprint", "source")
+    for spec in list_models(_settings().model_cache):
+        table.add_row(spec.name, str(spec.embedding_dim), spec.precision, spec.fingerprint, spec.source)
+    console.print(table)
+
+
+@model_app.command("check-imagenet")
+def model_check_imagenet(folders: list[Path] = typer.Argument(..., help="Folders of <wnid>_*.JPEG files.")) -> None:
+    """ImageNet top-1 of the model's logits on wnid-named photos (proves weights + preprocessing)."""
+    from kennelgate.imagenet_check import imagenet_top1
+
+    engine = _engine()
+    files = sorted(p for f in folders for p in Path(f).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    with progress_bar("ImageNet check", len(files)) as advance:
+        top1, n = imagenet_top1(engine.encoder, files, advance)
+    console.print(f"ImageNet top-1: [bold]{100 * top1:.1f}%[/bold] on {n} photos")
+
+
+# --- gallery -------------------------------------------------------------------------------
+@gallery_app.command("build")
+def gallery_build(root: Path = typer.Argument(..., help="ROOT/<species>/[<breed>/]<images>")) -> None:
+    """Build a new gallery version from a folder of species folders."""
+    engine = _engine()
+    try:
+        photos = scan_root(root)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    if not photos:
+        _fail(f"no images under {root}/<species>/")
+    engine.encoder  # build the model (if needed) before the progress bar starts
+    with progress_bar("indexing", len(photos)) as advance:
+        report = engine.build_gallery(root, advance, photos=photos)
+    _print_index_report(report)
+
+
+@gallery_app.command("add")
+def gallery_add(
+    species: str = typer.Argument(..., help="Species name, e.g. raccoon (or 'other' for negatives)."),
+    folder: Path = typer.Argument(..., help="Folder of photos (sub-folders = breeds)."),
+    replace: bool = typer.Option(False, help="Replace the species' photos instead of adding to them."),
+) -> None:
+    """Add a species (or more photos of one): indexing only, no retraining."""
+    from index.folders import scan_species
+
+    engine = _engine()
+    try:
+        n = len(scan_species(folder, species))
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    engine.encoder
+    with progress_bar(f"indexing {species}", n) as advance:
+        try:
+            report = engine.add_species(species, folder, replace=replace, on_progress=advance)
+        except (ValueError, GalleryError) as exc:
+            _fail(str(exc))
+    _print_index_report(report)
+
+
+@gallery_app.command("remove")
+def gallery_remove(species: str) -> None:
+    """Remove a species from the gallery (a new version; the others are untouched)."""
+    try:
+        version = _engine().remove_species(species)
+    except (KeyError, GalleryError) as exc:
+        _fail(str(exc).strip("'\""))
+    console.print(f"removed {species}; gallery version [bold]{version}[/bold]")
+
+
+@gallery_app.command("list")
+def gallery_list() -> None:
+    """Species, photo counts, breeds and thresholds of the current gallery."""
+    try:
+        snap = _engine().snapshot()
+    except GalleryError as exc:
+        _fail(str(exc))
+    method = _settings().method
+    table = Table("species", "photos", "breeds", f"threshold ({method})", "own photos accepted (LOO)")
+    for name in snap.gallery.names():
+        p = snap.gallery.species[name]
+        cal = snap.calibration.methods[method].get(name)
+        breeds = sorted({b for b in p.breeds if b})
+        table.add_row(
+            name, str(len(p)), f"{len(breeds)}" if breeds else "-",
+            f"{cal.threshold:.3f}" if cal else "(negatives)",
+            f"{100 * cal.loo_accept_rate:.1f}%" if cal else "-",
+        )
+    console.print(table)
+    console.print(f"version {snap.version}, model {snap.gallery.model_name} ({snap.gallery.fingerprint})")
+
+
+# --- classify ------------------------------------------------------------------------------
+def _expand(paths: list[Path]) -> list[Path]:
+    out = []
+    for p in paths:
+        if p.is_dir():
+            out += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            out.append(p)
+    return out
+
+
+@app.command()
+def classify(
+    paths: list[Path] = typer.Argument(..., help="Image files or folders."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
+) -> None:
+    """Which species is in each image (or 'other')."""
+    engine = _engine()
+    files = _expand(paths)
+    try:
+        engine.decider
+    except GalleryError as exc:
+        _fail(str(exc))
+    with progress_bar("classifying", len(files)) as advance:
+        results = engine.classify(files, on_progress=advance)
+    if as_json:
+        for r in results:
+            sys.stdout.write(json.dumps(r.as_record()) + "\n")
+        return
+    table = Table("file", "species", "score", "breed", "note")
+    for r in results:
+        rec = r.as_record()
+        if "error" in rec:
+            table.add_row(rec["path"], "[red]error", "", "", rec["error"])
+        else:
+            table.add_row(rec["path"], rec["species"], f"{rec['score']:.3f}", rec["breed"] or "", "" if rec["accepted"] else rec["reason"])
+    console.print(table)
+
+
+# --- eval ----------------------------------------------------------------------------------
+@app.command("eval")
+def evaluate_cmd(
+    gallery: Path = typer.Option(..., "--gallery", help="ROOT/<species>/ photos to index."),
+    test: Path = typer.Option(..., "--test", help="ROOT/<species>/ photos to classify; species not in the gallery count as unknown."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write metrics as JSON here."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write a report (markdown + plots) here."),
+) -> None:
+    """Accuracy, per-species precision/recall, confusion matrix, open-set rejection."""
+    from index.calibration import calibrate
+    from index.decision import Decider
+    from index.evaluation import evaluate
+    from index.gallery import Gallery
+    from index.report import write_report
+
+    engine = _engine()
+    s = _settings()
+    gphotos, tphotos = scan_root(gallery), scan_root(test)
+    engine.encoder
+    with progress_bar("embedding gallery", len(gphotos)) as advance:
+        gkept, gvec, grej = engine.embed_photos(gphotos, advance)
+    with progress_bar("embedding test", len(tphotos)) as advance:
+        tkept, tvec, trej = engine.embed_photos(tphotos, advance)
+    g = Gallery(engine.encoder.fingerprint, engine.encoder.dim, engine.encoder.spec.name)
+    for name, group in engine._group(gkept, gvec).items():
+        g.add(name, group)
+    cal = calibrate(g, s.k, s.target_accept, s.target_far)
+    decisions = Decider(g, cal, method=s.method, k=s.k).decide(tvec)
+    result = evaluate([p.species for p in tkept], decisions, g.names(), ids=[str(p.path) for p in tkept])
+    summary = result.summary()
+    summary["skipped_files"] = [{"file": f, "reason": r} for f, r in grej + trej]
+    if json_out:
+        json_out.write_text(json.dumps(summary, indent=2))
+    if report:
+        path = write_report(result, report)
+        console.print(f"report: {path}")
+    t = Table("metric", "value")
+    for key in ("accuracy", "known_accept_rate", "wrong_accept_rate", "unknown_reject_rate", "unknown_accept_rate", "auroc"):
+        v = summary[key]
+        t.add_row(key, "n/a" if v is None or v != v else f"{v:.4f}")
+    console.print(t)
+
+
+# --- bench ---------------------------------------------------------------------------------
+@app.command()
+def bench(
+    images: Path = typer.Option(Path("../shared/datasets/catsdogs"), help="Folder of test images."),
+    n: int = typer.Option(64, help="Images per measurement."),
+    baseline: bool = typer.Option(True, help="Also time PyTorch eager fp32 of the same encoder (needs torch)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the numbers as JSON here."),
+) -> None:
+    """Images/s for decode+preprocess, encoder, search and end to end, batch 1 and 8."""
+    from kennelgate.bench import run_bench
+
+    engine = _engine()
+    files = _expand([images])[:n]
+    if not files:
+        _fail(f"no images in {images}")
+    try:
+        engine.decider
+    except GalleryError as exc:
+        _fail(f"{exc} (bench needs a gallery to time the search step)")
+    rows = run_bench(engine, files, baseline=baseline)
+    table = Table("stage", "batch", "images/s", "ms/image", "vs torch eager")
+    for r in rows:
+        table.add_row(r["stage"], str(r["batch"]), f"{r['ips']:.1f}", f"{1000 / r['ips']:.2f}", f"{r['ratio']:.2f}x" if r.get("ratio") else "")
+    console.print(table)
+    if json_out:
+        json_out.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    app()

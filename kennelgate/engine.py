@@ -1,0 +1,183 @@
+"""The pipeline in one place: image → encoder → embedding → gallery search → decision.
+
+The CLI and the service both drive this object; it owns the encoder and the gallery store.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from embedder import registry
+from embedder.batch import embed_sources
+from embedder.images import ImageLimits, ImageSource
+from embedder.runtime import Encoder
+from index.calibration import Calibration, calibrate
+from index.decision import Decider, Decision
+from index.folders import LabeledPhoto, normalise_species, scan_root, scan_species
+from index.gallery import Gallery, SpeciesPhotos
+from index.store import GalleryStore, Snapshot
+from kennelgate.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Progress = Optional[Callable[[int], None]]
+
+
+@dataclass
+class IndexReport:
+    """What an indexing run did, per species, with every rejected file and its reason."""
+
+    added: dict[str, int] = field(default_factory=dict)
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+    version: str = ""
+
+
+@dataclass
+class Classified:
+    source: str
+    decision: Optional[Decision] = None
+    error: Optional[str] = None
+
+    def as_record(self) -> dict:
+        if self.error is not None:
+            return {"path": self.source, "error": self.error}
+        d = self.decision
+        return {
+            "path": self.source,
+            "species": d.species,
+            "score": round(d.score, 4),
+            "accepted": d.accepted,
+            "breed": d.breed,
+            "top": [[n, s] for n, s in d.top],
+            "reason": d.reason,
+        }
+
+
+class Engine:
+    def __init__(self, settings: Settings, on_model_build: Optional[Callable[[str], None]] = None) -> None:
+        self.settings = settings
+        self.store = GalleryStore(settings.gallery_dir)
+        self._on_model_build = on_model_build
+        self._encoder: Optional[Encoder] = None
+        self._snapshot: Optional[Snapshot] = None
+        self._decider: Optional[Decider] = None
+
+    # --- encoder -------------------------------------------------------------------------
+    @property
+    def encoder(self) -> Encoder:
+        if self._encoder is None:
+            s = self.settings
+            model_dir = registry.resolve(s.model, s.model_cache, on_build=self._on_model_build)
+            limits = ImageLimits(max_pixels=s.max_pixels, max_bytes=s.max_bytes, min_side=s.min_side)
+            self._encoder = Encoder(model_dir, providers=s.providers, threads=s.threads, limits=limits)
+        return self._encoder
+
+    def embed_photos(self, photos: Sequence[LabeledPhoto], on_progress: Progress = None):
+        result = embed_sources(self.encoder, [p.path for p in photos], self.settings.batch_size, on_progress)
+        kept = [photos[i] for i in result.ok]
+        rejected = [(str(photos[i].path), reason) for i, reason in sorted(result.errors.items())]
+        return kept, result.vectors, rejected
+
+    # --- gallery -------------------------------------------------------------------------
+    def empty_gallery(self) -> Gallery:
+        enc = self.encoder
+        return Gallery(fingerprint=enc.fingerprint, dim=enc.dim, model_name=enc.spec.name)
+
+    def snapshot(self) -> Snapshot:
+        if self._snapshot is None:
+            self._snapshot = self.store.load(fingerprint=self.encoder.fingerprint)
+        return self._snapshot
+
+    def _calibrate(self, gallery: Gallery, previous: Optional[Calibration] = None, changed=None) -> Calibration:
+        s = self.settings
+        return calibrate(gallery, s.k, s.target_accept, s.target_far, previous=previous, changed=changed)
+
+    def _commit(self, gallery: Gallery, calibration: Calibration) -> str:
+        version = self.store.save(gallery, calibration)
+        self._snapshot = Snapshot(gallery, calibration, version)
+        self._decider = None
+        return version
+
+    @staticmethod
+    def _group(kept: Sequence[LabeledPhoto], vectors: np.ndarray) -> dict[str, SpeciesPhotos]:
+        groups: dict[str, SpeciesPhotos] = {}
+        for name in sorted({p.species for p in kept}):
+            rows = [i for i, p in enumerate(kept) if p.species == name]
+            groups[name] = SpeciesPhotos(
+                vectors[rows], [str(kept[i].path) for i in rows], [kept[i].breed for i in rows]
+            )
+        return groups
+
+    def build_gallery(self, root: Path, on_progress: Progress = None, photos=None) -> IndexReport:
+        """Replace the whole gallery with the photos under ``root`` (ROOT/<species>/...)."""
+        photos = photos if photos is not None else scan_root(root)
+        kept, vectors, rejected = self.embed_photos(photos, on_progress)
+        gallery = self.empty_gallery()
+        report = IndexReport(rejected=rejected)
+        for name, group in self._group(kept, vectors).items():
+            try:
+                gallery.add(name, group)
+                report.added[name] = len(group)
+            except ValueError as exc:
+                report.rejected.append((name, str(exc)))
+        report.version = self._commit(gallery, self._calibrate(gallery))
+        return report
+
+    def add_species(self, species: str, folder: Path, replace: bool = False, on_progress: Progress = None) -> IndexReport:
+        """Index a folder of photos as ``species``: no retraining, other species untouched."""
+        name = normalise_species(species)
+        photos = scan_species(folder, name)
+        kept, vectors, rejected = self.embed_photos(photos, on_progress)
+        try:
+            snap = self.snapshot()
+            gallery = Gallery(snap.gallery.fingerprint, snap.gallery.dim, snap.gallery.model_name, dict(snap.gallery.species))
+            previous = snap.calibration
+        except Exception as exc:  # no gallery yet: start one
+            if self.store.current_version() is not None:
+                raise
+            log.info("starting a new gallery (%s)", exc)
+            gallery, previous = self.empty_gallery(), None
+        report = IndexReport(rejected=rejected)
+        if kept:
+            gallery.add(name, self._group(kept, vectors)[name], replace=replace)
+        elif name not in gallery.species:
+            raise ValueError(f"no usable photos of {name!r} in {folder}")
+        report.added[name] = len(kept)
+        report.version = self._commit(gallery, self._calibrate(gallery, previous, changed={name}))
+        return report
+
+    def remove_species(self, species: str) -> str:
+        snap = self.snapshot()
+        gallery = Gallery(snap.gallery.fingerprint, snap.gallery.dim, snap.gallery.model_name, dict(snap.gallery.species))
+        name = normalise_species(species)
+        gallery.remove(name)
+        return self._commit(gallery, self._calibrate(gallery, snap.calibration, changed={name}))
+
+    # --- decisions -----------------------------------------------------------------------
+    @property
+    def decider(self) -> Decider:
+        if self._decider is None:
+            snap = self.snapshot()
+            self._decider = Decider(snap.gallery, snap.calibration, method=self.settings.method, k=self.settings.k)
+        return self._decider
+
+    def classify_vectors(self, vectors: np.ndarray) -> list[Decision]:
+        return self.decider.decide(vectors)
+
+    def classify(self, sources: Sequence[ImageSource], names: Optional[Sequence[str]] = None, on_progress: Progress = None) -> list[Classified]:
+        """Classify many images; a bad one becomes an error record and the rest go on."""
+        names = list(names) if names is not None else [str(s) for s in sources]
+        decider = self.decider  # load before timing-sensitive work and fail early if no gallery
+        result = embed_sources(self.encoder, list(sources), self.settings.batch_size, on_progress)
+        decisions = decider.decide(result.vectors) if len(result.ok) else []
+        out: list[Classified] = [Classified(n) for n in names]
+        for i, d in zip(result.ok, decisions):
+            out[i].decision = d
+        for i, reason in result.errors.items():
+            out[i].error = reason
+        return out
