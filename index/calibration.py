@@ -1,7 +1,7 @@
 """Open-set thresholds calibrated from the gallery itself.
 
-For each species, its photos are scored leave-one-out against the rest of the gallery; the
-threshold keeps ``target_accept`` of those that are still classified as the species. When
+For each species, its photos are scored leave-one-out against the rest of its own photos; the
+threshold keeps ``target_accept`` of them. When
 photos are filed under ``other`` (explicit negatives), the threshold is raised, if needed, so
 that at most ``target_far`` of them would be accepted as that species: safety wins over recall.
 """
@@ -50,8 +50,7 @@ def calibrate_species(
     names, scores = _loo_matrix(gallery, name, method, k)
     own = scores[:, names.index(name)]
     still_own = scores.argmax(1) == names.index(name)
-    pool = own[still_own] if still_own.any() else own
-    thr_accept = float(np.quantile(pool, 1.0 - target_accept, method="lower"))
+    thr_accept = float(np.quantile(own, 1.0 - target_accept, method="lower"))
     thr_far = other_rate = None
     if OTHER in gallery.species:
         onames, oscores = species_scores(gallery, gallery.species[OTHER].vectors, method, k)

@@ -33,7 +33,7 @@ class Decider:
         calibration: Calibration,
         method: Method = "knn",
         k: Optional[int] = None,
-        reject_ambiguous: bool = True,
+        reject_ambiguous: bool = False,
         top_n: int = 3,
     ) -> None:
         self.gallery = gallery

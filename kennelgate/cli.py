@@ -259,7 +259,7 @@ def evaluate_cmd(
     for name, group in engine._group(gkept, gvec).items():
         g.add(name, group)
     cal = calibrate(g, s.k, s.target_accept, s.target_far)
-    decisions = Decider(g, cal, method=s.method, k=s.k).decide(tvec)
+    decisions = Decider(g, cal, method=s.method, k=s.k, reject_ambiguous=s.reject_ambiguous).decide(tvec)
     result = evaluate([p.species for p in tkept], decisions, g.names(), ids=[str(p.path) for p in tkept])
     summary = result.summary()
     summary["skipped_files"] = [{"file": f, "reason": r} for f, r in grej + trej]

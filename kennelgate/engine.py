@@ -163,7 +163,13 @@ class Engine:
     def decider(self) -> Decider:
         if self._decider is None:
             snap = self.snapshot()
-            self._decider = Decider(snap.gallery, snap.calibration, method=self.settings.method, k=self.settings.k)
+            s = self.settings
+            cal = snap.calibration
+            if (cal.k, cal.target_accept, cal.target_far) != (s.k, s.target_accept, s.target_far):
+                cal = self._calibrate(snap.gallery)  # settings changed since the gallery was saved
+            self._decider = Decider(
+                snap.gallery, cal, method=s.method, k=s.k, reject_ambiguous=s.reject_ambiguous
+            )
         return self._decider
 
     def classify_vectors(self, vectors: np.ndarray) -> list[Decision]:
