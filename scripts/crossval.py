@@ -53,17 +53,9 @@ def make_gallery(engine: Engine, groups: dict[str, tuple[np.ndarray, list[Labele
     return g
 
 
-@cli.command()
-def main(
-    data: Path = typer.Option(Path("../shared/datasets"), help="The shared datasets folder."),
-    out: Path = typer.Option(Path("docs"), help="Where results.md and plots go."),
-    cache: Path = typer.Option(Path("reports/cache"), help="Embedding cache."),
-    folds: int = 5,
-    seed: int = 0,
-) -> None:
-    """Measure accuracy, open-set rejection, new-species learning and forgetting."""
-    settings = Settings()
-    engine = Engine(settings)
+def measure(engine: Engine, data: Path, cache: Path, folds: int = 5, seed: int = 0) -> tuple[dict, dict]:
+    """Run every experiment; returns ``(summary, score_dump)``."""
+    settings = engine.settings
     cats = scan_species(data / "catsdogs" / "cat", "cat")
     dogs = scan_species(data / "catsdogs" / "dog", "dog")
     unknown = scan_species(data / "others", "unknown") + scan_species(data / "others_objects", "unknown")
@@ -151,6 +143,21 @@ def main(
             summary["raccoon"] = {k: float(np.mean([r[k] for r in rs])) for k in rs[0]}
             continue
         summary["methods"][name] = {a: mean(rs, a) for a in ("accuracy", "known_accept_rate", "wrong_accept_rate", "unknown_reject_rate", "auroc")}
+    return summary, score_dump
+
+
+@cli.command()
+def main(
+    data: Path = typer.Option(Path("../shared/datasets"), help="The shared datasets folder."),
+    out: Path = typer.Option(Path("docs"), help="Where results.md and plots go."),
+    cache: Path = typer.Option(Path("reports/cache"), help="Embedding cache."),
+    folds: int = 5,
+    seed: int = 0,
+) -> None:
+    """Measure accuracy, open-set rejection, new-species learning and forgetting."""
+    settings = Settings()
+    summary, score_dump = measure(Engine(settings), data, cache, folds, seed)
+    breed_rows = summary["breeds"]
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(summary, indent=2))
 

@@ -19,17 +19,32 @@ from embedder.spec import MODEL_FILE, ModelSpec, PreprocessSpec, file_sha256
 from kennelgate.atomic import staged_dir
 
 
+# Where a quantized op keeps its *output* scale and zero point among its inputs.
+_OUTPUT_QPARAMS = {
+    "QuantizeLinear": (1, 2),
+    "QLinearGlobalAveragePool": (3, 4),
+    "QLinearAveragePool": (3, 4),
+    "QLinearSigmoid": (3, 4),
+    "QLinearLeakyRelu": (3, 4),
+    "QLinearConv": (6, 7),
+    "QLinearMatMul": (6, 7),
+    "QLinearAdd": (6, 7),
+    "QLinearMul": (6, 7),
+}
+
+
 def _quant_params(graph: onnx.GraphProto, tensor: str) -> Optional[tuple[str, str]]:
+    """Scale and zero point of a quantized tensor, from the op that makes or reads it."""
+    for node in graph.node:
+        if tensor in node.output and node.op_type in _OUTPUT_QPARAMS:
+            s, z = _OUTPUT_QPARAMS[node.op_type]
+            return node.input[s], node.input[z]
     for node in graph.node:
         if node.input and node.input[0] == tensor and (
             node.op_type.startswith("QLinear") or node.op_type in ("QGemm", "DequantizeLinear")
         ):
             return node.input[1], node.input[2]
     return None
-
-
-def _has_output(graph: onnx.GraphProto, name: str) -> bool:
-    return any(o.name == name for o in graph.output)
 
 
 def _add_identity_output(graph: onnx.GraphProto, source: str, name: str) -> None:
@@ -65,7 +80,7 @@ def build(
         dims = value.type.tensor_type.shape.dim
         if dims:
             dims[0].dim_param = "batch"
-    onnx.checker.check_model(model)
+    # ONNX Runtime validates the graph when the check session below loads it.
 
     with staged_dir(Path(out_dir)) as tmp:
         if inputs[0] != "input":
