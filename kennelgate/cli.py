@@ -222,13 +222,15 @@ def classify(
         for r in results:
             sys.stdout.write(json.dumps(r.as_record()) + "\n")
         return
-    table = Table("file", "species", "score", "breed", "note")
+    table = Table("species", "score", "breed", "note")
+    table.add_column("file", overflow="fold")
     for r in results:
         rec = r.as_record()
         if "error" in rec:
-            table.add_row(rec["path"], "[red]error", "", "", rec["error"])
+            table.add_row("[red]error", "", "", rec["error"], rec["path"])
         else:
-            table.add_row(rec["path"], rec["species"], f"{rec['score']:.3f}", rec["breed"] or "", "" if rec["accepted"] else rec["reason"])
+            note = "" if rec["accepted"] else rec["reason"]
+            table.add_row(rec["species"], f"{rec['score']:.3f}", rec["breed"] or "", note, rec["path"])
     console.print(table)
 
 
@@ -264,6 +266,7 @@ def evaluate_cmd(
     summary = result.summary()
     summary["skipped_files"] = [{"file": f, "reason": r} for f, r in grej + trej]
     if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(summary, indent=2))
     if report:
         path = write_report(result, report)
