@@ -22,21 +22,21 @@ def _rate(fn: Callable[[], int], min_seconds: float = 1.5) -> float:
             return done / elapsed
 
 
-def torch_eager_module(model_name: str):
+def torch_eager_module(spec):
     """The torch module the ONNX model was exported from, or None if torch or the recipe is missing."""
     try:
         import torch  # noqa: F401
     except ImportError:
         return None
-    if model_name == "efficientnet-lite0":
+    if spec.name == "efficientnet-lite0":
         from embedder.export import efficientnet_lite
 
         return efficientnet_lite.build()[0].eval()
-    if model_name.startswith("open_clip-"):
+    if "open_clip_model" in spec.extra:
         from embedder.export import open_clip_tower
 
-        parts = model_name.split("-", 1)[1].rsplit("-", 1)
-        return open_clip_tower.build(parts[0], None if parts[1] == "random-init" else parts[1])[0].eval()
+        tag = spec.extra.get("pretrained")
+        return open_clip_tower.build(spec.extra["open_clip_model"], None if tag == "random-init" else tag)[0].eval()
     return None
 
 
@@ -69,7 +69,7 @@ def run_bench(engine, files: Sequence[Path], baseline: bool = True, batches=(1, 
 
         add("end to end", b, _rate(end_to_end))
 
-    module = torch_eager_module(enc.spec.name) if baseline else None
+    module = torch_eager_module(enc.spec) if baseline else None
     if module is not None:
         import torch
 

@@ -258,7 +258,7 @@ def evaluate_cmd(
     with progress_bar("embedding test", len(tphotos)) as advance:
         tkept, tvec, trej = engine.embed_photos(tphotos, advance)
     g = Gallery(engine.encoder.fingerprint, engine.encoder.dim, engine.encoder.spec.name)
-    for name, group in engine._group(gkept, gvec).items():
+    for name, group in engine.group_photos(gkept, gvec).items():
         g.add(name, group)
     cal = calibrate(g, s.k, s.target_accept, s.target_far)
     decisions = Decider(g, cal, method=s.method, k=s.k, reject_ambiguous=s.reject_ambiguous).decide(tvec)

@@ -20,7 +20,7 @@ from index.calibration import Calibration, calibrate
 from index.decision import Decider, Decision
 from index.folders import LabeledPhoto, normalise_species, scan_root, scan_species
 from index.gallery import Gallery, SpeciesPhotos
-from index.store import GalleryStore, Snapshot
+from index.store import GalleryError, GalleryStore, Snapshot
 from kennelgate.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ class Engine:
         return version
 
     @staticmethod
-    def _group(kept: Sequence[LabeledPhoto], vectors: np.ndarray) -> dict[str, SpeciesPhotos]:
+    def group_photos(kept: Sequence[LabeledPhoto], vectors: np.ndarray) -> dict[str, SpeciesPhotos]:
         groups: dict[str, SpeciesPhotos] = {}
         for name in sorted({p.species for p in kept}):
             rows = [i for i, p in enumerate(kept) if p.species == name]
@@ -119,7 +119,7 @@ class Engine:
         kept, vectors, rejected = self.embed_photos(photos, on_progress)
         gallery = self.empty_gallery()
         report = IndexReport(rejected=rejected)
-        for name, group in self._group(kept, vectors).items():
+        for name, group in self.group_photos(kept, vectors).items():
             try:
                 gallery.add(name, group)
                 report.added[name] = len(group)
@@ -137,14 +137,14 @@ class Engine:
             snap = self.snapshot()
             gallery = Gallery(snap.gallery.fingerprint, snap.gallery.dim, snap.gallery.model_name, dict(snap.gallery.species))
             previous = snap.calibration
-        except Exception as exc:  # no gallery yet: start one
+        except GalleryError as exc:  # no gallery yet: start one (a damaged or foreign one is an error)
             if self.store.current_version() is not None:
                 raise
             log.info("starting a new gallery (%s)", exc)
             gallery, previous = self.empty_gallery(), None
         report = IndexReport(rejected=rejected)
         if kept:
-            gallery.add(name, self._group(kept, vectors)[name], replace=replace)
+            gallery.add(name, self.group_photos(kept, vectors)[name], replace=replace)
         elif name not in gallery.species:
             raise ValueError(f"no usable photos of {name!r} in {folder}")
         report.added[name] = len(kept)
