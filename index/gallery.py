@@ -25,6 +25,7 @@ class SpeciesPhotos:
     ids: list[str]
     breeds: list[Optional[str]]
     _index: Optional[faiss.IndexFlatIP] = field(default=None, repr=False, compare=False)
+    _prototype: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.vectors = np.ascontiguousarray(self.vectors, dtype=np.float32)
@@ -42,8 +43,11 @@ class SpeciesPhotos:
         return len(self.vectors)
 
     def prototype(self) -> np.ndarray:
-        p = self.vectors.mean(0)
-        return p / max(float(np.linalg.norm(p)), 1e-12)
+        # Photos never change after construction (adding makes a new object), so compute once.
+        if self._prototype is None:
+            p = self.vectors.mean(0)
+            self._prototype = p / max(float(np.linalg.norm(p)), 1e-12)
+        return self._prototype
 
     def breed_prototypes(self) -> dict[str, np.ndarray]:
         out = {}
