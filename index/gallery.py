@@ -70,6 +70,10 @@ class Gallery:
     def names(self, include_other: bool = True) -> list[str]:
         return sorted(s for s in self.species if include_other or s != OTHER)
 
+    def copy(self) -> "Gallery":
+        """A new gallery sharing the (immutable) species photos: edit it without touching this one."""
+        return Gallery(self.fingerprint, self.dim, self.model_name, dict(self.species))
+
     def add(self, name: str, photos: SpeciesPhotos, replace: bool = False) -> None:
         """Add a species (or extend it); ``replace`` swaps its photos wholesale."""
         if photos.vectors.ndim != 2 or photos.vectors.shape[1] != self.dim:

@@ -246,7 +246,6 @@ def evaluate_cmd(
     from index.calibration import calibrate
     from index.decision import Decider
     from index.evaluation import evaluate
-    from index.gallery import Gallery
     from index.report import write_report
 
     engine = _engine()
@@ -257,9 +256,7 @@ def evaluate_cmd(
         gkept, gvec, grej = engine.embed_photos(gphotos, advance)
     with progress_bar("embedding test", len(tphotos)) as advance:
         tkept, tvec, trej = engine.embed_photos(tphotos, advance)
-    g = Gallery(engine.encoder.fingerprint, engine.encoder.dim, engine.encoder.spec.name)
-    for name, group in engine.group_photos(gkept, gvec).items():
-        g.add(name, group)
+    g = engine.gallery_from(gkept, gvec)
     cal = calibrate(g, s.k, s.target_accept, s.target_far)
     decisions = Decider(g, cal, method=s.method, k=s.k, reject_ambiguous=s.reject_ambiguous).decide(tvec)
     result = evaluate([p.species for p in tkept], decisions, g.names(), ids=[str(p.path) for p in tkept])

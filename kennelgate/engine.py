@@ -113,18 +113,26 @@ class Engine:
             )
         return groups
 
+    def gallery_from(self, kept: Sequence[LabeledPhoto], vectors: np.ndarray, report: Optional[IndexReport] = None) -> Gallery:
+        """A gallery of embedded photos; a species with too few usable photos goes to ``report.rejected``."""
+        gallery = self.empty_gallery()
+        for name, group in self.group_photos(kept, vectors).items():
+            try:
+                gallery.add(name, group)
+                if report is not None:
+                    report.added[name] = len(group)
+            except ValueError as exc:
+                if report is None:
+                    raise
+                report.rejected.append((name, str(exc)))
+        return gallery
+
     def build_gallery(self, root: Path, on_progress: Progress = None, photos=None) -> IndexReport:
         """Replace the whole gallery with the photos under ``root`` (ROOT/<species>/...)."""
         photos = photos if photos is not None else scan_root(root)
         kept, vectors, rejected = self.embed_photos(photos, on_progress)
-        gallery = self.empty_gallery()
         report = IndexReport(rejected=rejected)
-        for name, group in self.group_photos(kept, vectors).items():
-            try:
-                gallery.add(name, group)
-                report.added[name] = len(group)
-            except ValueError as exc:
-                report.rejected.append((name, str(exc)))
+        gallery = self.gallery_from(kept, vectors, report)
         report.version = self._commit(gallery, self._calibrate(gallery))
         return report
 
@@ -135,7 +143,7 @@ class Engine:
         kept, vectors, rejected = self.embed_photos(photos, on_progress)
         try:
             snap = self.snapshot()
-            gallery = Gallery(snap.gallery.fingerprint, snap.gallery.dim, snap.gallery.model_name, dict(snap.gallery.species))
+            gallery = snap.gallery.copy()
             previous = snap.calibration
         except GalleryError as exc:  # no gallery yet: start one (a damaged or foreign one is an error)
             if self.store.current_version() is not None:
@@ -153,7 +161,7 @@ class Engine:
 
     def remove_species(self, species: str) -> str:
         snap = self.snapshot()
-        gallery = Gallery(snap.gallery.fingerprint, snap.gallery.dim, snap.gallery.model_name, dict(snap.gallery.species))
+        gallery = snap.gallery.copy()
         name = normalise_species(species)
         gallery.remove(name)
         return self._commit(gallery, self._calibrate(gallery, snap.calibration, changed={name}))
