@@ -35,8 +35,10 @@ class Decider:
         k: Optional[int] = None,
         reject_ambiguous: bool = False,
         top_n: int = 3,
+        version: str = "",
     ) -> None:
         self.gallery = gallery
+        self.version = version  # the gallery version these answers come from (for the decision log)
         self.method = method
         self.k = k or calibration.k
         self.thresholds = calibration.thresholds(method)
@@ -53,14 +55,13 @@ class Decider:
         j = int(sims.argmax())
         return names[j], float(sims[j])
 
-    def decide(self, vectors: np.ndarray) -> list[Decision]:
+    def decide(self, vectors: np.ndarray, overrides: Optional[dict[str, float]] = None) -> list[Decision]:
+        """Decisions for ``vectors``; ``overrides`` replaces calibrated thresholds (manual, per kennel)."""
         names, scores = species_scores(self.gallery, vectors, self.method, self.k)
-        out = []
-        for i in range(len(vectors)):
-            out.append(self._one(names, scores[i], vectors[i]))
-        return out
+        thresholds = {**self.thresholds, **overrides} if overrides else self.thresholds
+        return [self._one(names, scores[i], vectors[i], thresholds) for i in range(len(vectors))]
 
-    def _one(self, names: list[str], row: np.ndarray, vector: np.ndarray) -> Decision:
+    def _one(self, names: list[str], row: np.ndarray, vector: np.ndarray, thresholds: dict[str, float]) -> Decision:
         if not names:
             return Decision(OTHER, 0.0, False, reason="the gallery is empty")
         order = np.argsort(-row)
@@ -69,7 +70,7 @@ class Decider:
         score = float(row[order[0]])
         if best == OTHER:
             return Decision(OTHER, score, False, top=top, best=best, reason="closest to photos filed under 'other'")
-        thr = self.thresholds.get(best)
+        thr = thresholds.get(best)
         if thr is None:
             return Decision(OTHER, score, False, top=top, best=best, reason=f"species {best!r} is not calibrated")
         if score < thr:
@@ -80,7 +81,7 @@ class Decider:
             rivals = [
                 (names[j], float(row[j]))
                 for j in order[1:]
-                if names[j] not in (OTHER, best) and row[j] >= self.thresholds.get(names[j], np.inf)
+                if names[j] not in (OTHER, best) and row[j] >= thresholds.get(names[j], np.inf)
             ]
             if rivals:
                 r, s = rivals[0]

@@ -99,8 +99,8 @@ class Engine:
 
     def _commit(self, gallery: Gallery, calibration: Calibration) -> str:
         version = self.store.save(gallery, calibration)
-        self._snapshot = Snapshot(gallery, calibration, version)
-        self._decider = None
+        snap = Snapshot(gallery, calibration, version)
+        self._snapshot, self._decider = snap, self._make_decider(snap)
         return version
 
     @staticmethod
@@ -136,49 +136,96 @@ class Engine:
         report.version = self._commit(gallery, self._calibrate(gallery))
         return report
 
-    def add_species(self, species: str, folder: Path, replace: bool = False, on_progress: Progress = None) -> IndexReport:
-        """Index a folder of photos as ``species``: no retraining, other species untouched."""
-        name = normalise_species(species)
-        photos = scan_species(folder, name)
-        kept, vectors, rejected = self.embed_photos(photos, on_progress)
+    def _latest(self) -> tuple[Gallery, Optional[Calibration]]:
+        """A private copy of the newest stored gallery (another process may have written one)."""
+        self.refresh()
         try:
             snap = self.snapshot()
-            gallery = snap.gallery.copy()
-            previous = snap.calibration
+            return snap.gallery.copy(), snap.calibration
         except GalleryError as exc:  # no gallery yet: start one (a damaged or foreign one is an error)
             if self.store.current_version() is not None:
                 raise
             log.info("starting a new gallery (%s)", exc)
-            gallery, previous = self.empty_gallery(), None
-        report = IndexReport(rejected=rejected)
-        if kept:
-            gallery.add(name, self.group_photos(kept, vectors)[name], replace=replace)
-        elif name not in gallery.species:
+            return self.empty_gallery(), None
+
+    def extend(self, name: str, photos: SpeciesPhotos, replace: bool = False) -> str:
+        """Add embedded photos to species ``name`` (created if new) and store a new version."""
+        gallery, previous = self._latest()
+        gallery.add(name, photos, replace=replace)
+        return self._commit(gallery, self._calibrate(gallery, previous, changed={name}))
+
+    def drop_photos(self, name: str, ids: Sequence[str]) -> str:
+        """Remove some photos of a species; refused if fewer than the minimum would be left."""
+        gallery, previous = self._latest()
+        if name not in gallery.species:
+            raise KeyError(f"no species {name!r} in the gallery")
+        old, gone = gallery.species[name], set(ids)
+        keep = [i for i, pid in enumerate(old.ids) if pid not in gone]
+        photos = SpeciesPhotos(old.vectors[keep], [old.ids[i] for i in keep], [old.breeds[i] for i in keep])
+        gallery.add(name, photos, replace=True)
+        return self._commit(gallery, self._calibrate(gallery, previous, changed={name}))
+
+    def replace_gallery(self, gallery: Gallery) -> str:
+        """Store ``gallery`` as the new version with fresh thresholds for every species."""
+        return self._commit(gallery, self._calibrate(gallery))
+
+    def add_species(self, species: str, folder: Path, replace: bool = False, on_progress: Progress = None) -> IndexReport:
+        """Index a folder of photos as ``species``: no retraining, other species untouched."""
+        name = normalise_species(species)
+        kept, vectors, rejected = self.embed_photos(scan_species(folder, name), on_progress)
+        if not kept:
             raise ValueError(f"no usable photos of {name!r} in {folder}")
-        report.added[name] = len(kept)
-        report.version = self._commit(gallery, self._calibrate(gallery, previous, changed={name}))
+        report = IndexReport(rejected=rejected, added={name: len(kept)})
+        report.version = self.extend(name, self.group_photos(kept, vectors)[name], replace=replace)
         return report
 
     def remove_species(self, species: str) -> str:
-        snap = self.snapshot()
-        gallery = snap.gallery.copy()
+        gallery, previous = self._latest()
         name = normalise_species(species)
         gallery.remove(name)
-        return self._commit(gallery, self._calibrate(gallery, snap.calibration, changed={name}))
+        return self._commit(gallery, self._calibrate(gallery, previous, changed={name}))
 
     # --- decisions -----------------------------------------------------------------------
+    def _make_decider(self, snap: Snapshot) -> Decider:
+        s = self.settings
+        cal = snap.calibration
+        if (cal.k, cal.target_accept, cal.target_far) != (s.k, s.target_accept, s.target_far):
+            cal = self._calibrate(snap.gallery)  # settings changed since the gallery was saved
+        decider = Decider(
+            snap.gallery, cal, method=s.method, k=s.k, reject_ambiguous=s.reject_ambiguous, version=snap.version
+        )
+        decider.decide(np.zeros((1, snap.gallery.dim), np.float32))  # build FAISS indexes now, not on a frame
+        return decider
+
+    @property
+    def serving(self) -> Optional[Decider]:
+        """The decider in use, or None while no gallery is loaded (never loads one)."""
+        return self._decider
+
+    @property
+    def model_loaded(self) -> bool:
+        return self._encoder is not None
+
     @property
     def decider(self) -> Decider:
         if self._decider is None:
-            snap = self.snapshot()
-            s = self.settings
-            cal = snap.calibration
-            if (cal.k, cal.target_accept, cal.target_far) != (s.k, s.target_accept, s.target_far):
-                cal = self._calibrate(snap.gallery)  # settings changed since the gallery was saved
-            self._decider = Decider(
-                snap.gallery, cal, method=s.method, k=s.k, reject_ambiguous=s.reject_ambiguous
-            )
+            self._decider = self._make_decider(self.snapshot())
         return self._decider
+
+    def refresh(self) -> bool:
+        """Load the stored current version if it is not the one in use (another process wrote it).
+
+        The new decider is built completely before it replaces the old one, so a frame being
+        classified meanwhile uses one whole version or the other.
+        """
+        current = self.store.current_version()
+        if current is None or (self._snapshot is not None and self._snapshot.version == current):
+            return False
+        snap = self.store.load(fingerprint=self.encoder.fingerprint, version=current)
+        decider = self._make_decider(snap)
+        self._snapshot, self._decider = snap, decider
+        log.info("gallery version %s loaded (%d photos)", snap.version, len(snap.gallery))
+        return True
 
     def classify_vectors(self, vectors: np.ndarray) -> list[Decision]:
         return self.decider.decide(vectors)

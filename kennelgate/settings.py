@@ -42,9 +42,35 @@ class Settings(BaseSettings):
     max_bytes: int = 64 * 1024 * 1024
     min_side: int = 16
 
+    # Service
+    database_url: str = Field("", description="SQLAlchemy URL; empty = SQLite file in the home folder")
+    auto_migrate: bool = Field(True, description="run Alembic migrations to head on start (embedded default)")
+    admin_token: str = Field("", description="bootstrap admin bearer token (more can be made: `kennelgate token admin`)")
+    window_k: int = Field(3, description="door opens when K of the last N frames agree on an admitted species")
+    window_n: int = 5
+    window_seconds: float = Field(2.0, description="frames older than this leave the decision window")
+    thumbnails: Literal["none", "rejected", "all"] = Field(
+        "rejected", description="which frames keep a small JPEG thumbnail in the decision log"
+    )
+    thumbnail_size: int = 96
+    thumbnail_interval_s: float = Field(1.0, description="at most one thumbnail per kennel per this many seconds")
+    decision_retention_days: int = Field(90, description="the nightly job deletes older decisions (0 = keep all)")
+    inference_concurrency: int = Field(1, description="frames run through the encoder at once")
+    upload_max_files: int = Field(5000, description="files per upload request (zip entries included)")
+    upload_max_total_bytes: int = Field(2 * 1024**3, description="uncompressed bytes per upload request")
+    index_poll_seconds: float = Field(1.0, description="how often the API looks for a new index version")
+
     @property
     def gallery_dir(self) -> Path:
         return self.home / "gallery"
+
+    @property
+    def photos_dir(self) -> Path:
+        return self.home / "photos"
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.home / 'kennelgate.db').resolve()}"
 
 
 @lru_cache

@@ -1,0 +1,45 @@
+"""Shared FastAPI dependencies: the service object and bearer-token checks."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from app.auth import Principal
+from app.service import Service
+
+bearer = HTTPBearer(auto_error=False, description="admin token, or a kennel's device token for its frames")
+
+
+def get_service(request: Request) -> Service:
+    return request.app.state.service
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]
+
+
+def _principal(service: ServiceDep, creds: Optional[HTTPAuthorizationCredentials] = Depends(bearer)) -> Principal:
+    who = service.auth.identify(creds.credentials) if creds else None
+    if who is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, "missing or invalid token (Authorization: Bearer <token>)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return who
+
+
+def require_admin(who: Principal = Depends(_principal)) -> Principal:
+    if who.kind != "admin":
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "this endpoint needs an admin token")
+    return who
+
+
+def require_device_or_admin(kennel_id: int, who: Principal = Depends(_principal)) -> Principal:
+    if who.kind == "admin" or who.kennel_id == kennel_id:
+        return who
+    raise HTTPException(status.HTTP_403_FORBIDDEN, "this device token belongs to another kennel")
+
+
+Admin = Depends(require_admin)

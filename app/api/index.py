@@ -1,0 +1,45 @@
+"""Admin: the serving index and its rebuild."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, status
+
+from app.api.deps import Admin, ServiceDep
+from app.schemas import IndexOut, Rejected, RebuildOut
+
+router = APIRouter(prefix="/v1/index", tags=["admin: index"], dependencies=[Admin])
+
+
+def _rebuild_out(service) -> RebuildOut:
+    st = service.rebuild_status
+    r = st.report
+    return RebuildOut(
+        state=st.state, started=st.started, finished=st.finished, error=st.error,
+        version=r.version if r else None, previous=r.previous if r else None, photos=r.photos if r else None,
+        skipped=[Rejected(file=f, reason=why) for f, why in (r.skipped if r else [])],
+    )
+
+
+@router.get("", response_model=IndexOut, summary="Serving version, species sizes, thresholds, last rebuild")
+def get_index(service: ServiceDep) -> IndexOut:
+    d = service.engine.serving
+    return IndexOut(
+        version=d.version if d else None,
+        model=service.engine.encoder.spec.name,
+        photos=len(d.gallery) if d else 0,
+        species={n: len(p) for n, p in d.gallery.species.items()} if d else {},
+        thresholds=d.thresholds if d else {},
+        rebuild=_rebuild_out(service),
+    )
+
+
+@router.post("/rebuild", response_model=RebuildOut, status_code=202, summary="Re-embed every photo and swap the index in")
+def start_rebuild(service: ServiceDep) -> RebuildOut:
+    if not service.start_rebuild():
+        raise HTTPException(status.HTTP_409_CONFLICT, "a rebuild is already running")
+    return _rebuild_out(service)
+
+
+@router.get("/rebuild", response_model=RebuildOut, summary="State of the last rebuild")
+def rebuild_state(service: ServiceDep) -> RebuildOut:
+    return _rebuild_out(service)

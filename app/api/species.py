@@ -1,0 +1,147 @@
+"""Admin: species and their photos. Uploading photos indexes them at once — no retraining."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from fastapi import APIRouter, File, Form, HTTPException, Response, UploadFile, status
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from app.api.deps import Admin, ServiceDep
+from app.db.models import Photo, Species
+from app.library import LibraryError, species_name
+from app.schemas import PhotoOut, Rejected, SpeciesIn, SpeciesOut, SpeciesPatch, UploadOut
+from app.uploads import UploadLimits, unpack
+from index.folders import OTHER
+
+router = APIRouter(prefix="/v1/species", tags=["admin: species"], dependencies=[Admin])
+
+
+def _name(raw: str) -> str:
+    try:
+        return species_name(raw)
+    except LibraryError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from None
+
+
+def _out(service, name: str, photos: int, threshold: Optional[float]) -> SpeciesOut:
+    d = service.engine.serving
+    indexed = len(d.gallery.species[name]) if d is not None and name in d.gallery.species else 0
+    return SpeciesOut(
+        name=name, photos=photos, indexed=indexed, threshold=threshold,
+        calibrated_threshold=d.thresholds.get(name) if d is not None else None,
+    )
+
+
+@router.get("", response_model=list[SpeciesOut], summary="Species, photo counts and thresholds")
+def list_species(service: ServiceDep) -> list[SpeciesOut]:
+    counts = service.library.counts()
+    with service.db.session() as s:
+        manual = dict(s.execute(select(Species.name, Species.threshold)).all())
+    return [_out(service, n, c, manual.get(n)) for n, c in counts.items()]
+
+
+@router.post("", response_model=SpeciesOut, status_code=201, summary="Declare a species (photos come next)")
+def create_species(body: SpeciesIn, service: ServiceDep) -> SpeciesOut:
+    name = _name(body.name)
+    with service.db.session() as s:
+        if service.library.get_species(s, name) is not None:
+            raise HTTPException(status.HTTP_409_CONFLICT, f"species {name!r} exists")
+        service.library.ensure_species(s, name)
+    return _out(service, name, 0, None)
+
+
+@router.patch("/{name}", response_model=SpeciesOut, summary="Set or clear a manual threshold for every kennel")
+def patch_species(name: str, body: SpeciesPatch, service: ServiceDep) -> SpeciesOut:
+    name = _name(name)
+    if name == OTHER and body.threshold is not None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "'other' has no threshold")
+    with service.db.session() as s:
+        sp = service.library.get_species(s, name)
+        if sp is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no species {name!r}")
+        sp.threshold = body.threshold
+        n = len(sp.photos)
+    service.kennels.invalidate()
+    return _out(service, name, n, body.threshold)
+
+
+@router.delete("/{name}", status_code=204, summary="Forget a species: photos, index entries, thresholds")
+def delete_species(name: str, service: ServiceDep) -> Response:
+    try:
+        service.library.remove_species(_name(name))
+    except KeyError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc.args[0])) from None
+    service.kennels.invalidate()
+    return Response(status_code=204)
+
+
+@router.get("/{name}/photos", response_model=list[PhotoOut], summary="A species' stored photos")
+def list_photos(name: str, service: ServiceDep, limit: int = 500, offset: int = 0) -> list[PhotoOut]:
+    name = _name(name)
+    with service.db.session() as s:
+        sp = service.library.get_species(s, name)
+        if sp is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no species {name!r}")
+        rows = s.scalars(
+            select(Photo).where(Photo.species_id == sp.id).order_by(Photo.id).limit(min(limit, 5000)).offset(offset)
+        )
+        return [PhotoOut.model_validate(p) for p in rows]
+
+
+@router.post(
+    "/{name}/photos",
+    response_model=UploadOut,
+    summary="Upload photos (several files, or a .zip of a folder); creates the species if new",
+    description="Valid photos are stored and indexed at once; each rejected file is listed with its reason. "
+    "In a zip, sub-folders are breeds (species/breed/photo.jpg).",
+)
+async def upload_photos(
+    name: str,
+    service: ServiceDep,
+    files: list[UploadFile] = File(..., description="images, or one or more .zip archives"),
+    breed: Optional[str] = Form(None, description="breed of photos not in a breed sub-folder"),
+) -> UploadOut:
+    name = _name(name)
+    cfg = service.settings
+    limits = UploadLimits(cfg.max_bytes, cfg.upload_max_total_bytes, cfg.upload_max_files)
+    raw, too_big = [], []
+    for f in files:
+        # An archive may be larger than one photo; cap it at the request's total budget.
+        cap = limits.max_total_bytes if (f.filename or "").lower().endswith(".zip") else limits.max_file_bytes
+        data = await f.read(cap + 1)
+        if len(data) > cap:
+            too_big.append(Rejected(file=f.filename or "?", reason=f"larger than {cap / 1e6:.0f} MB; refused"))
+        else:
+            raw.append((f.filename or "upload", data))
+    unpacked = unpack(raw, limits, breed=breed.strip() or None if breed else None)
+    try:
+        report = await run_in_threadpool(service.library.add, name, unpacked.candidates)
+    except LibraryError as exc:
+        detail = {"message": str(exc), "rejected": [r.model_dump() for r in too_big]
+                  + [{"file": f, "reason": r} for f, r in unpacked.rejected]}
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail) from None
+    service.kennels.invalidate()
+    service.update_index_metrics()
+    rejected = too_big + [Rejected(file=f, reason=r) for f, r in unpacked.rejected + report.rejected]
+    if not report.added and not report.photos:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY,
+            {"message": f"no usable photos of {name!r} in this upload", "rejected": [r.model_dump() for r in rejected]},
+        )
+    return UploadOut(
+        species=name, added=report.added, photos=report.photos, rejected=rejected,
+        index_version=report.version or (service.engine.serving.version if service.engine.serving else ""),
+    )
+
+
+@router.delete("/{name}/photos/{photo_id}", status_code=204, summary="Remove one photo (re-indexed at once)")
+def delete_photo(name: str, photo_id: int, service: ServiceDep) -> Response:
+    try:
+        service.library.remove_photos(_name(name), [photo_id])
+    except KeyError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc.args[0])) from None
+    except LibraryError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    return Response(status_code=204)

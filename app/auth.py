@@ -1,0 +1,88 @@
+"""Bearer tokens: admin tokens for staff, device tokens bound to one kennel.
+
+Only a token's SHA-256 is stored. The bootstrap admin token comes from ``KENNELGATE_ADMIN_TOKEN``
+(compared in constant time); others are issued by the API or ``kennelgate token admin``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Optional
+
+from sqlalchemy import select
+
+from app.db.models import Token
+from app.db.session import Database
+
+ADMIN_PREFIX = "kga_"
+DEVICE_PREFIX = "kgd_"
+_CACHE_SECONDS = 10.0  # device tokens are checked on every frame; revocation clears the cache at once
+
+
+@dataclass(frozen=True)
+class Principal:
+    kind: str  # "admin" | "device"
+    kennel_id: Optional[int] = None
+    token_id: Optional[int] = None
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token(kind: str) -> str:
+    return (ADMIN_PREFIX if kind == "admin" else DEVICE_PREFIX) + secrets.token_urlsafe(32)
+
+
+def issue(db: Database, kind: str, kennel_id: Optional[int] = None, label: str = "") -> tuple[int, str]:
+    token = new_token(kind)
+    with db.session() as s:
+        row = Token(kind=kind, kennel_id=kennel_id, token_hash=hash_token(token), label=label)
+        s.add(row)
+        s.flush()
+        return row.id, token
+
+
+class Authenticator:
+    def __init__(self, db: Database, bootstrap_admin: str = "") -> None:
+        self.db = db
+        self.bootstrap = bootstrap_admin
+        self._cache: dict[str, tuple[float, Optional[Principal]]] = {}
+        self._lock = threading.Lock()
+
+    def identify(self, token: str) -> Optional[Principal]:
+        if not token:
+            return None
+        if self.bootstrap and hmac.compare_digest(token.encode(), self.bootstrap.encode()):
+            return Principal("admin")
+        digest = hash_token(token)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(digest)
+        if hit and hit[0] > now:
+            return hit[1]
+        with self.db.session() as s:
+            row = s.scalar(select(Token).where(Token.token_hash == digest, Token.revoked_at.is_(None)))
+            who = Principal(row.kind, row.kennel_id, row.id) if row else None
+        with self._lock:
+            self._cache[digest] = (now + _CACHE_SECONDS, who)
+        return who
+
+    def revoke(self, token_id: int) -> bool:
+        with self.db.session() as s:
+            row = s.get(Token, token_id)
+            if row is None or row.revoked_at is not None:
+                return False
+            row.revoked_at = datetime.now(timezone.utc)
+        self.forget_cache()
+        return True
+
+    def forget_cache(self) -> None:
+        with self._lock:
+            self._cache.clear()

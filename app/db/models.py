@@ -1,0 +1,128 @@
+"""Database records. The schema is created and changed only by Alembic migrations (migrations/)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Optional
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Stable constraint names, so migrations can refer to them on SQLite and PostgreSQL alike.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a real BIGINT.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Kennel(Base):
+    __tablename__ = "kennels"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    admits: Mapped[list] = mapped_column(JSON, default=list)  # species names
+    thresholds: Mapped[dict] = mapped_column(JSON, default=dict)  # species → manual threshold
+    window_k: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)  # None = service default
+    window_n: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
+    window_seconds: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class Species(Base):
+    __tablename__ = "species"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    threshold: Mapped[Optional[float]] = mapped_column(Float, nullable=True)  # manual override for all kennels
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    photos: Mapped[list["Photo"]] = relationship(back_populates="species", cascade="all, delete-orphan", passive_deletes=True)
+
+
+class Photo(Base):
+    """A stored gallery photo; its bytes live in the photo library under ``sha256``."""
+
+    __tablename__ = "photos"
+    __table_args__ = (UniqueConstraint("species_id", "sha256", name="uq_photos_species_sha256"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    species_id: Mapped[int] = mapped_column(ForeignKey("species.id", ondelete="CASCADE"), index=True)
+    breed: Mapped[Optional[str]] = mapped_column(String(100), nullable=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    suffix: Mapped[str] = mapped_column(String(10))
+    original_name: Mapped[str] = mapped_column(String(500))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    species: Mapped[Species] = relationship(back_populates="photos")
+
+    @property
+    def gallery_id(self) -> str:
+        return f"photo:{self.id}"
+
+
+class Token(Base):
+    """A bearer token, stored only as its SHA-256. ``kennel_id`` is set for device tokens."""
+
+    __tablename__ = "tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10))  # "admin" | "device"
+    kennel_id: Mapped[Optional[int]] = mapped_column(ForeignKey("kennels.id", ondelete="CASCADE"), nullable=True, index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class DecisionRecord(Base):
+    """One frame's decision: the monitoring record and the data for later retraining.
+
+    ``kennel_id`` is deliberately not a foreign key: deleting a kennel keeps its history.
+    """
+
+    __tablename__ = "decisions"
+    __table_args__ = (Index("ix_decisions_kennel_time", "kennel_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    frame_id: Mapped[str] = mapped_column(String(32), unique=True)
+    kennel_id: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    species: Mapped[str] = mapped_column(String(100))  # accepted species or "other"
+    best: Mapped[str] = mapped_column(String(100), default="")  # closest species even when rejected
+    score: Mapped[float] = mapped_column(Float, default=0.0)
+    breed: Mapped[Optional[str]] = mapped_column(String(100), nullable=True)
+    accepted: Mapped[bool] = mapped_column(Boolean, default=False)
+    door: Mapped[str] = mapped_column(String(10))  # "open" | "closed"
+    reason: Mapped[str] = mapped_column(String(500))
+    error: Mapped[bool] = mapped_column(Boolean, default=False)  # the frame itself failed (bad image, internal)
+    latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    model: Mapped[str] = mapped_column(String(100), default="")  # encoder fingerprint
+    index_version: Mapped[str] = mapped_column(String(20), default="")
+    thumbnail: Mapped[Optional[bytes]] = mapped_column(LargeBinary, nullable=True)

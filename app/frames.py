@@ -1,0 +1,140 @@
+"""One kennel frame: decode → embed → gallery decision → door window → decision log.
+
+Fails closed: a bad frame, a missing index, a database outage or any other error keeps the door
+shut, and the reason goes into the response and (when the database is up) the log.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Optional
+
+from PIL import Image
+
+from app.db.models import DecisionRecord
+from app.db.session import Database
+from app.kennels import KennelConfig
+from app.metrics import Metrics
+from app.policy import Windows
+from embedder.images import ImageError
+from index.folders import OTHER
+from index.store import GalleryError
+from kennelgate.engine import Engine
+from kennelgate.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FrameOutcome:
+    frame_id: str
+    kennel_id: int
+    species: str = OTHER
+    score: float = 0.0
+    breed: Optional[str] = None
+    best: str = ""
+    accepted: bool = False
+    door: str = "closed"
+    reason: str = ""
+    error: Optional[str] = None  # "bad_frame" | "no_index" | "internal" | "log"
+    latency_ms: float = 0.0
+    model: str = ""
+    index_version: str = ""
+
+    def response(self) -> dict:
+        return {
+            "frame_id": self.frame_id,
+            "species": self.species,
+            "score": round(self.score, 4),
+            "breed": self.breed,
+            "decision": self.door,
+            "reason": self.reason,
+            "latency_ms": round(self.latency_ms, 2),
+            "index_version": self.index_version,
+        }
+
+
+class FrameProcessor:
+    def __init__(self, settings: Settings, engine: Engine, db: Database, windows: Windows, metrics: Metrics) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.db = db
+        self.windows = windows
+        self.metrics = metrics
+        # Two cores: running several frames through the encoder at once only adds contention.
+        self._encoder_slots = threading.Semaphore(max(1, settings.inference_concurrency))
+        self._last_thumb: dict[int, float] = {}
+
+    def process(self, kennel: KennelConfig, data: bytes) -> FrameOutcome:
+        t0 = time.perf_counter()
+        out = FrameOutcome(uuid.uuid4().hex, kennel.id)
+        image = None
+        try:
+            image = self.engine.encoder.load(data)
+            out.model = self.engine.encoder.fingerprint
+            decider = self.engine.decider
+            out.index_version = decider.version
+            tensor = self.engine.encoder.preprocess([image])
+            with self._encoder_slots:
+                vectors = self.engine.encoder.run(tensor).vectors
+            d = decider.decide(vectors, kennel.overrides)[0]
+            out.species, out.score, out.breed, out.best, out.accepted = d.species, d.score, d.breed, d.best, d.accepted
+            window = self.windows.get(kennel.id, kennel.policy, kennel.admits)
+            opened, why = window.add(time.monotonic(), d.species if d.accepted else None)
+            out.door = "open" if opened else "closed"
+            out.reason = why if d.accepted else f"{d.reason}; door closed"
+        except ImageError as exc:
+            self._fail(out, kennel, "bad_frame", f"bad frame: {exc}")
+        except GalleryError as exc:
+            self._fail(out, kennel, "no_index", f"no usable index: {exc}")
+        except Exception as exc:  # noqa: BLE001 - any failure must close the door, never raise past it
+            log.exception("frame %s failed", out.frame_id)
+            self._fail(out, kennel, "internal", f"internal error ({type(exc).__name__}); door kept shut")
+        out.latency_ms = (time.perf_counter() - t0) * 1000.0
+        self._log(out, image)
+        self.metrics.frames.labels(str(kennel.id)).inc()
+        self.metrics.decisions.labels(out.door, out.species).inc()
+        self.metrics.latency.observe(out.latency_ms / 1000.0)
+        return out
+
+    def _fail(self, out: FrameOutcome, kennel: KennelConfig, kind: str, reason: str) -> None:
+        out.door, out.reason, out.error, out.accepted, out.species = "closed", reason, kind, False, OTHER
+        self.metrics.frame_errors.labels(kind).inc()
+        # A failed frame is a vote against opening, like an unknown animal.
+        self.windows.get(kennel.id, kennel.policy, kennel.admits).add(time.monotonic(), None)
+
+    def _thumbnail(self, out: FrameOutcome, image: Optional[Image.Image]) -> Optional[bytes]:
+        mode = self.settings.thumbnails
+        if image is None or mode == "none" or (mode == "rejected" and out.accepted):
+            return None
+        now = time.monotonic()
+        if now - self._last_thumb.get(out.kennel_id, -1e9) < self.settings.thumbnail_interval_s:
+            return None
+        self._last_thumb[out.kennel_id] = now
+        thumb = image.copy()
+        thumb.thumbnail((self.settings.thumbnail_size, self.settings.thumbnail_size))
+        buf = io.BytesIO()
+        thumb.save(buf, "JPEG", quality=75)
+        return buf.getvalue()
+
+    def _log(self, out: FrameOutcome, image: Optional[Image.Image]) -> None:
+        try:
+            record = DecisionRecord(
+                frame_id=out.frame_id, kennel_id=out.kennel_id, species=out.species, best=out.best,
+                score=out.score, breed=out.breed, accepted=out.accepted, door=out.door, reason=out.reason[:500],
+                error=out.error is not None, latency_ms=out.latency_ms, model=out.model,
+                index_version=out.index_version, thumbnail=self._thumbnail(out, image),
+            )
+            with self.db.session() as s:
+                s.add(record)
+        except Exception as exc:  # noqa: BLE001
+            # An unlogged decision must not open a door.
+            log.exception("decision log write failed for frame %s", out.frame_id)
+            self.metrics.frame_errors.labels("log").inc()
+            out.door, out.error = "closed", "log"
+            out.reason = f"decision log unavailable ({type(exc).__name__}); door kept shut"

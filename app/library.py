@@ -1,0 +1,269 @@
+"""The photo library: every gallery photo's bytes (content-addressed files) and its database row.
+
+The library is the source of truth; the gallery on disk is derived from it (and rebuilt from it
+nightly). Every change takes the index lock, writes files first, then the gallery version, then
+commits the rows, so a crash leaves either the old state or files nobody refers to yet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from filelock import FileLock
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.db.models import Photo, Species
+from app.db.session import Database
+from app.uploads import Candidate
+from embedder.batch import embed_sources
+from index.folders import IMAGE_SUFFIXES, LabeledPhoto, normalise_species, scan_species
+from index.gallery import MIN_PHOTOS, SpeciesPhotos
+from kennelgate.engine import Engine, IndexReport
+
+log = logging.getLogger(__name__)
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9 _-]{0,62}$")
+Progress = Optional[Callable[[int], None]]
+
+
+class LibraryError(ValueError):
+    """A library change that cannot be made as asked (reason for the user in the message)."""
+
+
+def species_name(raw: str) -> str:
+    try:
+        name = normalise_species(raw)
+    except ValueError as exc:
+        raise LibraryError(str(exc)) from None
+    if not _NAME.match(name):
+        raise LibraryError(f"invalid species name {raw!r}: use letters, digits, space, '-' or '_' (max 63)")
+    return name
+
+
+@dataclass
+class AddReport:
+    species: str
+    added: int = 0
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+    version: str = ""
+    photos: int = 0  # the species' photos after the change
+
+
+class PhotoLibrary:
+    def __init__(self, photos_dir: Path, db: Database, engine: Engine) -> None:
+        self.root = Path(photos_dir)
+        self.db = db
+        self.engine = engine
+        self.root.mkdir(parents=True, exist_ok=True)
+        # One writer at a time across processes (API uploads, CLI, nightly rebuild).
+        self.lock = FileLock(str(self.root.parent / ".index.lock"))
+
+    # --- files ---------------------------------------------------------------------------
+    def path_of(self, sha256: str, suffix: str) -> Path:
+        return self.root / sha256[:2] / f"{sha256}{suffix}"
+
+    def _write(self, sha256: str, suffix: str, data: bytes) -> None:
+        path = self.path_of(sha256, suffix)
+        if path.exists():
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".upload-", dir=path.parent)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+    def _unlink_unused(self, s: Session, files: set[tuple[str, str]]) -> None:
+        for sha, suffix in files:
+            if not s.scalar(select(func.count()).select_from(Photo).where(Photo.sha256 == sha)):
+                self.path_of(sha, suffix).unlink(missing_ok=True)
+
+    # --- queries -------------------------------------------------------------------------
+    @staticmethod
+    def get_species(s: Session, name: str) -> Optional[Species]:
+        return s.scalar(select(Species).where(Species.name == name))
+
+    def ensure_species(self, s: Session, name: str) -> Species:
+        sp = self.get_species(s, name)
+        if sp is None:
+            sp = Species(name=name)
+            s.add(sp)
+            s.flush()
+        return sp
+
+    def all_photos(self) -> list[tuple[int, str, Optional[str], Path]]:
+        """(photo id, species, breed, file) for every stored photo."""
+        with self.db.session() as s:
+            rows = s.execute(
+                select(Photo.id, Species.name, Photo.breed, Photo.sha256, Photo.suffix).join(Species).order_by(Photo.id)
+            ).all()
+        return [(pid, sp, breed, self.path_of(sha, suf)) for pid, sp, breed, sha, suf in rows]
+
+    # --- changes -------------------------------------------------------------------------
+    def add(self, species: str, candidates: Sequence[Candidate], on_progress: Progress = None) -> AddReport:
+        """Validate, embed and index uploaded photos; bad or duplicate files are reported, not fatal."""
+        name = species_name(species)
+        report = AddReport(name)
+        hashed, seen = [], set()
+        with self.db.session() as s:
+            sp = self.get_species(s, name)
+            known = set(s.scalars(select(Photo.sha256).where(Photo.species_id == sp.id))) if sp else set()
+        for c in candidates:
+            sha = hashlib.sha256(c.data).hexdigest()
+            if sha in known:
+                report.rejected.append((c.name, f"duplicate: this photo is already in {name!r}"))
+            elif sha in seen:
+                report.rejected.append((c.name, "duplicate of another file in this upload"))
+            else:
+                seen.add(sha)
+                hashed.append((c, sha))
+        result = embed_sources(self.engine.encoder, [c.data for c, _ in hashed], self.engine.settings.batch_size, on_progress)
+        for i, reason in sorted(result.errors.items()):
+            report.rejected.append((hashed[i][0].name, reason))
+        kept = [hashed[i] for i in result.ok]
+        if not kept:
+            report.photos = len(known)
+            return report
+        with self.lock, self.db.session() as s:
+            sp = self.ensure_species(s, name)
+            total = s.scalar(select(func.count()).select_from(Photo).where(Photo.species_id == sp.id)) + len(kept)
+            if total < MIN_PHOTOS:
+                raise LibraryError(
+                    f"species {name!r} needs at least {MIN_PHOTOS} usable photos to be recognised; "
+                    f"this upload would leave it with {total} (nothing was stored)"
+                )
+            rows = []
+            for c, sha in kept:
+                suffix = Path(c.name).suffix.lower()
+                suffix = suffix if suffix in IMAGE_SUFFIXES else ".img"
+                self._write(sha, suffix, c.data)
+                rows.append(Photo(species_id=sp.id, breed=c.breed, sha256=sha, suffix=suffix,
+                                  original_name=c.name[-500:], size_bytes=len(c.data)))
+            s.add_all(rows)
+            s.flush()  # assigns ids: the gallery refers to photos by them
+            group = SpeciesPhotos(result.vectors, [r.gallery_id for r in rows], [r.breed for r in rows])
+            report.version = self.engine.extend(name, group)
+            report.added, report.photos = len(rows), total
+        return report
+
+    def add_folder(self, species: str, folder: Path, on_progress: Progress = None) -> AddReport:
+        """Import a folder (breeds in sub-folders) as if its photos were uploaded."""
+        name = species_name(species)
+        photos = scan_species(folder, name)
+        candidates, unreadable = [], []
+        for p in photos:
+            try:
+                candidates.append(Candidate(str(p.path), p.path.read_bytes(), p.breed))
+            except OSError as exc:
+                unreadable.append((str(p.path), f"cannot read file ({exc.strerror or exc})"))
+        report = self.add(name, candidates, on_progress)
+        report.rejected = unreadable + report.rejected
+        return report
+
+    def remove_photos(self, species: str, photo_ids: Sequence[int]) -> str:
+        name = species_name(species)
+        with self.lock, self.db.session() as s:
+            sp = self.get_species(s, name)
+            if sp is None:
+                raise KeyError(f"no species {name!r}")
+            rows = list(s.scalars(select(Photo).where(Photo.species_id == sp.id, Photo.id.in_(list(photo_ids)))))
+            missing = set(photo_ids) - {r.id for r in rows}
+            if missing:
+                raise KeyError(f"species {name!r} has no photo(s) {sorted(missing)}")
+            left = s.scalar(select(func.count()).select_from(Photo).where(Photo.species_id == sp.id)) - len(rows)
+            if 0 < left < MIN_PHOTOS:
+                raise LibraryError(
+                    f"removing these would leave {name!r} with {left} photos (minimum {MIN_PHOTOS}); "
+                    "remove the whole species instead"
+                )
+            files = {(r.sha256, r.suffix) for r in rows}
+            for r in rows:
+                s.delete(r)
+            s.flush()
+            if left == 0:
+                version = self._drop_from_gallery(name)
+            else:
+                version = self.engine.drop_photos(name, [r.gallery_id for r in rows])
+            self._unlink_unused(s, files)
+        return version
+
+    def remove_species(self, species: str) -> str:
+        """Forget a species: its photos, its row and its place in the gallery."""
+        name = species_name(species)
+        with self.lock, self.db.session() as s:
+            sp = self.get_species(s, name)
+            if sp is None:
+                raise KeyError(f"no species {name!r}")
+            files = {(p.sha256, p.suffix) for p in sp.photos}
+            s.delete(sp)
+            s.flush()
+            version = self._drop_from_gallery(name)
+            self._unlink_unused(s, files)
+        return version
+
+    def _drop_from_gallery(self, name: str) -> str:
+        try:
+            return self.engine.remove_species(name)
+        except KeyError:  # stored but never indexed (e.g. a failed upload): nothing to drop
+            return self.engine.store.current_version() or ""
+
+    def replace_all(self, photos: Sequence[LabeledPhoto], on_progress: Progress = None) -> IndexReport:
+        """Make ``photos`` the whole library and index them as one new version (``gallery build``)."""
+        for name in {p.species for p in photos}:
+            species_name(name)
+        kept, vectors, rejected = self.engine.embed_photos(photos, on_progress)
+        report = IndexReport(rejected=rejected)
+        with self.lock, self.db.session() as s:
+            old_files = {(p.sha256, p.suffix) for p in s.scalars(select(Photo))}
+            for sp in s.scalars(select(Species)):
+                s.delete(sp)
+            s.flush()
+            gallery = self.engine.empty_gallery()
+            for name in sorted({p.species for p in kept}):
+                sp = self.ensure_species(s, name)
+                rows, rows_vec, seen = [], [], set()
+                for i in (i for i, p in enumerate(kept) if p.species == name):
+                    try:
+                        data = kept[i].path.read_bytes()
+                    except OSError as exc:
+                        report.rejected.append((str(kept[i].path), f"cannot read file ({exc.strerror or exc})"))
+                        continue
+                    sha = hashlib.sha256(data).hexdigest()
+                    if sha in seen:
+                        report.rejected.append((str(kept[i].path), "duplicate of another photo of this species"))
+                        continue
+                    seen.add(sha)
+                    suffix = kept[i].path.suffix.lower()
+                    self._write(sha, suffix, data)
+                    rows.append(Photo(species_id=sp.id, breed=kept[i].breed, sha256=sha, suffix=suffix,
+                                      original_name=str(kept[i].path)[-500:], size_bytes=len(data)))
+                    rows_vec.append(i)
+                s.add_all(rows)
+                s.flush()
+                try:
+                    gallery.add(name, SpeciesPhotos(vectors[rows_vec], [r.gallery_id for r in rows], [r.breed for r in rows]))
+                    report.added[name] = len(rows)
+                except ValueError as exc:
+                    report.rejected.append((name, str(exc)))
+                    s.delete(sp)  # too few usable photos: keep library and index in step
+                    s.flush()
+            report.version = self.engine.replace_gallery(gallery)
+            self._unlink_unused(s, old_files)
+        return report
+
+    def counts(self) -> dict[str, int]:
+        with self.db.session() as s:
+            rows = s.execute(
+                select(Species.name, func.count(Photo.id)).outerjoin(Photo).group_by(Species.name).order_by(Species.name)
+            ).all()
+        return {name: n for name, n in rows}
+

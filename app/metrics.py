@@ -1,0 +1,32 @@
+"""Prometheus metrics, in a registry per app (tests run several apps in one process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.frames = Counter("kennelgate_frames", "Frames received", ["kennel"], registry=r)
+        self.decisions = Counter(
+            "kennelgate_decisions", "Frame decisions by door outcome and species", ["door", "species"], registry=r
+        )
+        self.frame_errors = Counter("kennelgate_frame_errors", "Frames that failed (door kept shut)", ["kind"], registry=r)
+        self.latency = Histogram(
+            "kennelgate_frame_latency_seconds", "Decode + embed + decide, per frame", buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.index_photos = Gauge("kennelgate_index_photos", "Photos in the serving index", registry=r)
+        self.index_species = Gauge("kennelgate_index_species", "Species in the serving index", registry=r)
+        self.index_version = Gauge("kennelgate_index_version", "Serving index version number", registry=r)
+        self.index_swaps = Counter("kennelgate_index_swaps", "Index versions swapped in while serving", registry=r)
+
+    def set_index(self, version: str, photos: int, species: int) -> None:
+        self.index_version.set(int(version.lstrip("v") or 0))
+        self.index_photos.set(photos)
+        self.index_species.set(species)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

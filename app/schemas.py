@@ -1,0 +1,170 @@
+"""Request and response bodies of the REST API (they are the OpenAPI documentation too)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from app.library import LibraryError, species_name
+from index.folders import OTHER
+
+
+def _species_list(v: list[str]) -> list[str]:
+    out = []
+    for raw in v:
+        try:
+            name = species_name(raw)
+        except LibraryError as exc:
+            raise ValueError(str(exc)) from None
+        if name == OTHER:
+            raise ValueError("'other' means 'none of the species' and can never be admitted")
+        if name not in out:
+            out.append(name)
+    return out
+
+
+class KennelIn(BaseModel):
+    name: str = Field(..., min_length=1, max_length=200, examples=["dog run A"])
+    admits: list[str] = Field(..., min_length=1, examples=[["dog"]], description="species whose frames open the door")
+    thresholds: dict[str, float] = Field(default_factory=dict, description="manual score thresholds per species")
+    window_k: Optional[int] = Field(None, ge=1, le=100, description="K of the last N frames must agree")
+    window_n: Optional[int] = Field(None, ge=1, le=100)
+    window_seconds: Optional[float] = Field(None, gt=0, le=60)
+
+    _admits = field_validator("admits")(_species_list)
+
+
+class KennelPatch(BaseModel):
+    name: Optional[str] = Field(None, min_length=1, max_length=200)
+    admits: Optional[list[str]] = None
+    thresholds: Optional[dict[str, float]] = None
+    window_k: Optional[int] = Field(None, ge=1, le=100)
+    window_n: Optional[int] = Field(None, ge=1, le=100)
+    window_seconds: Optional[float] = Field(None, gt=0, le=60)
+
+    @field_validator("admits")
+    @classmethod
+    def _admits(cls, v: Optional[list[str]]) -> Optional[list[str]]:
+        return None if v is None else _species_list(v)
+
+
+class KennelOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    name: str
+    admits: list[str]
+    thresholds: dict[str, float]
+    window_k: int
+    window_n: int
+    window_seconds: float
+    created_at: datetime
+
+
+class TokenIn(BaseModel):
+    label: str = Field("", max_length=200)
+
+
+class TokenOut(BaseModel):
+    id: int
+    token: str = Field(..., description="shown once; only its hash is stored")
+    kennel_id: Optional[int] = None
+
+
+class TokenInfo(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    kind: str
+    kennel_id: Optional[int]
+    label: str
+    created_at: datetime
+    revoked_at: Optional[datetime]
+
+
+class SpeciesIn(BaseModel):
+    name: str
+
+
+class SpeciesPatch(BaseModel):
+    threshold: Optional[float] = Field(None, description="manual threshold for every kennel; null = calibrated")
+
+
+class SpeciesOut(BaseModel):
+    name: str
+    photos: int
+    indexed: int = Field(..., description="photos in the serving index")
+    threshold: Optional[float] = Field(None, description="manual override, if any")
+    calibrated_threshold: Optional[float] = None
+
+
+class PhotoOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    breed: Optional[str]
+    original_name: str
+    size_bytes: int
+    added_at: datetime
+
+
+class Rejected(BaseModel):
+    file: str
+    reason: str
+
+
+class UploadOut(BaseModel):
+    species: str
+    added: int
+    photos: int = Field(..., description="the species' photos after this upload")
+    rejected: list[Rejected]
+    index_version: str
+
+
+class FrameOut(BaseModel):
+    frame_id: str
+    species: str = Field(..., description="accepted species, or 'other'")
+    score: float
+    breed: Optional[str]
+    decision: Literal["open", "closed"]
+    reason: str
+    latency_ms: float
+    index_version: str
+
+
+class DecisionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    frame_id: str
+    kennel_id: int
+    created_at: datetime
+    species: str
+    best: str
+    score: float
+    breed: Optional[str]
+    accepted: bool
+    door: str
+    reason: str
+    error: bool
+    latency_ms: float
+    model: str
+    index_version: str
+    has_thumbnail: bool = False
+
+
+class RebuildOut(BaseModel):
+    state: str
+    started: Optional[datetime] = None
+    finished: Optional[datetime] = None
+    error: Optional[str] = None
+    version: Optional[str] = None
+    previous: Optional[str] = None
+    photos: Optional[int] = None
+    skipped: list[Rejected] = Field(default_factory=list)
+
+
+class IndexOut(BaseModel):
+    version: Optional[str]
+    model: str
+    photos: int
+    species: dict[str, int]
+    thresholds: dict[str, float]
+    rebuild: RebuildOut

@@ -1,0 +1,120 @@
+"""Everything the API holds for its lifetime, wired once: database, engine, library, caches."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Optional
+
+from app.auth import Authenticator
+from app.db import migrate
+from app.db.session import Database
+from app.frames import FrameProcessor
+from app.kennels import KennelCache
+from app.library import PhotoLibrary
+from app.metrics import Metrics
+from app.policy import Windows
+from app.rebuild import RebuildReport, rebuild
+from index.store import GalleryError
+from kennelgate.engine import Engine
+from kennelgate.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RebuildStatus:
+    state: str = "idle"  # idle | running | done | failed
+    started: Optional[datetime] = None
+    finished: Optional[datetime] = None
+    error: Optional[str] = None
+    report: Optional[RebuildReport] = field(default=None, repr=False)
+
+
+class Service:
+    def __init__(self, settings: Settings, engine: Optional[Engine] = None) -> None:
+        self.settings = settings
+        settings.home.mkdir(parents=True, exist_ok=True)
+        if settings.auto_migrate:
+            migrate.upgrade(settings.db_url)
+        self.db = Database(settings.db_url)
+        self.engine = engine or Engine(settings)
+        self.library = PhotoLibrary(settings.photos_dir, self.db, self.engine)
+        self.auth = Authenticator(self.db, settings.admin_token)
+        self.kennels = KennelCache(self.db, settings)
+        self.windows = Windows()
+        self.metrics = Metrics()
+        self.frames = FrameProcessor(settings, self.engine, self.db, self.windows, self.metrics)
+        self.rebuild_status = RebuildStatus()
+        self._rebuild_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._watcher: Optional[threading.Thread] = None
+        self.index_error: Optional[str] = None
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        _ = self.engine.encoder  # load (or build) the model before taking traffic
+        self.poll_index()
+        self._watcher = threading.Thread(target=self._watch, name="index-watcher", daemon=True)
+        self._watcher.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._watcher:
+            self._watcher.join(timeout=5)
+        self.db.dispose()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.settings.index_poll_seconds):
+            self.poll_index()
+
+    def poll_index(self) -> None:
+        """Swap in a version written by another process (nightly rebuild, CLI)."""
+        try:
+            if self.engine.refresh():
+                self.metrics.index_swaps.inc()
+            self.index_error = None
+        except GalleryError as exc:
+            self.index_error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - keep serving the version we have
+            log.exception("index refresh failed")
+            self.index_error = f"refresh failed: {exc}"
+        self.update_index_metrics()
+
+    def update_index_metrics(self) -> None:
+        d = self.engine.serving
+        if d is not None:
+            self.metrics.set_index(d.version, len(d.gallery), len(d.gallery.names(include_other=False)))
+
+    def ready(self) -> tuple[bool, str]:
+        if not self.engine.model_loaded:
+            return False, "model not loaded"
+        d = self.engine.serving
+        if d is None:
+            return False, self.index_error or "no index yet: upload species photos (POST /v1/species/{name}/photos)"
+        return True, f"model {self.engine.encoder.spec.name}, index {d.version}"
+
+    # --- rebuild -------------------------------------------------------------------------
+    def start_rebuild(self) -> bool:
+        """Start a rebuild in the background; False if one is already running."""
+        if not self._rebuild_lock.acquire(blocking=False):
+            return False
+        self.rebuild_status = RebuildStatus("running", started=datetime.now(timezone.utc))
+        threading.Thread(target=self._run_rebuild, name="rebuild", daemon=True).start()
+        return True
+
+    def _run_rebuild(self) -> None:
+        status = self.rebuild_status
+        try:
+            status.report = rebuild(self.library)
+            status.state = "done"
+            self.update_index_metrics()
+        except Exception as exc:  # noqa: BLE001 - the old version keeps serving
+            log.exception("rebuild failed")
+            status.state, status.error = "failed", f"{type(exc).__name__}: {exc}"
+        finally:
+            status.finished = datetime.now(timezone.utc)
+            self._rebuild_lock.release()
+
