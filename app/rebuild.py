@@ -45,6 +45,10 @@ def rebuild(library: PhotoLibrary, on_progress: Optional[Callable[[int], None]] 
     engine = library.engine
     report = RebuildReport(previous=engine.store.current_version())
     rows = library.all_photos()
+    if not rows and report.previous is None:
+        log.info("no photos stored and no index yet: nothing to rebuild")
+        report.seconds = time.perf_counter() - t0
+        return report
     failed: set[int] = set()
     vectors = _embed(library, rows, on_progress, report, failed)
     with library.lock:

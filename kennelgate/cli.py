@@ -429,6 +429,9 @@ def index_rebuild() -> None:
     library.engine.encoder
     with progress_bar("re-embedding", len(library.all_photos())) as advance:
         report = rebuild(library, on_progress=advance)
+    if not report.version:
+        console.print("no photos stored and no index yet: nothing to rebuild")
+        return
     table = Table("species", "photos")
     for name, n in report.species.items():
         table.add_row(name, str(n))
