@@ -6,6 +6,7 @@ The CLI and the service both drive this object; it owns the encoder and the gall
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -66,6 +67,7 @@ class Engine:
         self._encoder: Optional[Encoder] = None
         self._snapshot: Optional[Snapshot] = None
         self._decider: Optional[Decider] = None
+        self._swap = threading.RLock()  # serialises version changes; frames read without it
 
     # --- encoder -------------------------------------------------------------------------
     @property
@@ -98,9 +100,10 @@ class Engine:
         return calibrate(gallery, s.k, s.target_accept, s.target_far, previous=previous, changed=changed)
 
     def _commit(self, gallery: Gallery, calibration: Calibration) -> str:
-        version = self.store.save(gallery, calibration)
-        snap = Snapshot(gallery, calibration, version)
-        self._snapshot, self._decider = snap, self._make_decider(snap)
+        with self._swap:
+            version = self.store.save(gallery, calibration)
+            snap = Snapshot(gallery, calibration, version)
+            self._snapshot, self._decider = snap, self._make_decider(snap)
         return version
 
     @staticmethod
@@ -218,12 +221,13 @@ class Engine:
         The new decider is built completely before it replaces the old one, so a frame being
         classified meanwhile uses one whole version or the other.
         """
-        current = self.store.current_version()
-        if current is None or (self._snapshot is not None and self._snapshot.version == current):
-            return False
-        snap = self.store.load(fingerprint=self.encoder.fingerprint, version=current)
-        decider = self._make_decider(snap)
-        self._snapshot, self._decider = snap, decider
+        with self._swap:  # never let a slow load overwrite a newer version committed meanwhile
+            current = self.store.current_version()
+            if current is None or (self._snapshot is not None and self._snapshot.version == current):
+                return False
+            snap = self.store.load(fingerprint=self.encoder.fingerprint, version=current)
+            decider = self._make_decider(snap)
+            self._snapshot, self._decider = snap, decider
         log.info("gallery version %s loaded (%d photos)", snap.version, len(snap.gallery))
         return True
 
