@@ -82,6 +82,18 @@ class PhotoLibrary:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
 
+    def _store(self, species_id: int, name: str, data: bytes, sha256: str, breed: Optional[str]) -> Photo:
+        """Write the bytes (idempotent) and return the photo's row, not yet added to a session."""
+        suffix = Path(name).suffix.lower()
+        suffix = suffix if suffix in IMAGE_SUFFIXES else ".img"
+        self._write(sha256, suffix, data)
+        return Photo(species_id=species_id, breed=breed, sha256=sha256, suffix=suffix,
+                     original_name=name[-500:], size_bytes=len(data))
+
+    @staticmethod
+    def _count(s: Session, species_id: int) -> int:
+        return s.scalar(select(func.count()).select_from(Photo).where(Photo.species_id == species_id))
+
     def _unlink_unused(self, s: Session, files: set[tuple[str, str]]) -> None:
         for sha, suffix in files:
             if not s.scalar(select(func.count()).select_from(Photo).where(Photo.sha256 == sha)):
@@ -135,19 +147,13 @@ class PhotoLibrary:
             return report
         with self.lock, self.db.session() as s:
             sp = self.ensure_species(s, name)
-            total = s.scalar(select(func.count()).select_from(Photo).where(Photo.species_id == sp.id)) + len(kept)
+            total = self._count(s, sp.id) + len(kept)
             if total < MIN_PHOTOS:
                 raise LibraryError(
                     f"species {name!r} needs at least {MIN_PHOTOS} usable photos to be recognised; "
                     f"this upload would leave it with {total} (nothing was stored)"
                 )
-            rows = []
-            for c, sha in kept:
-                suffix = Path(c.name).suffix.lower()
-                suffix = suffix if suffix in IMAGE_SUFFIXES else ".img"
-                self._write(sha, suffix, c.data)
-                rows.append(Photo(species_id=sp.id, breed=c.breed, sha256=sha, suffix=suffix,
-                                  original_name=c.name[-500:], size_bytes=len(c.data)))
+            rows = [self._store(sp.id, c.name, c.data, sha, c.breed) for c, sha in kept]
             s.add_all(rows)
             s.flush()  # assigns ids: the gallery refers to photos by them
             group = SpeciesPhotos(result.vectors, [r.gallery_id for r in rows], [r.breed for r in rows])
@@ -179,7 +185,7 @@ class PhotoLibrary:
             missing = set(photo_ids) - {r.id for r in rows}
             if missing:
                 raise KeyError(f"species {name!r} has no photo(s) {sorted(missing)}")
-            left = s.scalar(select(func.count()).select_from(Photo).where(Photo.species_id == sp.id)) - len(rows)
+            left = self._count(s, sp.id) - len(rows)
             if 0 < left < MIN_PHOTOS:
                 raise LibraryError(
                     f"removing these would leave {name!r} with {left} photos (minimum {MIN_PHOTOS}); "
@@ -242,10 +248,7 @@ class PhotoLibrary:
                         report.rejected.append((str(kept[i].path), "duplicate of another photo of this species"))
                         continue
                     seen.add(sha)
-                    suffix = kept[i].path.suffix.lower()
-                    self._write(sha, suffix, data)
-                    rows.append(Photo(species_id=sp.id, breed=kept[i].breed, sha256=sha, suffix=suffix,
-                                      original_name=str(kept[i].path)[-500:], size_bytes=len(data)))
+                    rows.append(self._store(sp.id, str(kept[i].path), data, sha, kept[i].breed))
                     rows_vec.append(i)
                 s.add_all(rows)
                 s.flush()
