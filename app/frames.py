@@ -1,4 +1,4 @@
-"""One kennel frame: decode → embed → gallery decision → door window → decision log.
+"""One kennel frame: decode → health gate → embed → gallery decision → door window → decision log.
 
 Fails closed: a bad frame, a missing index, a database outage or any other error keeps the door
 shut, and the reason goes into the response and (when the database is up) the log.
@@ -16,15 +16,18 @@ from typing import Optional
 
 from PIL import Image
 
+from app.alerts import Notifier
 from app.db.models import DecisionRecord
 from app.db.session import Database
 from app.kennels import KennelConfig
 from app.metrics import Metrics
+from app.monitor import Monitoring
 from app.policy import Windows
 from embedder.images import ImageError
 from index.folders import OTHER
 from index.store import GalleryError
 from kennelgate.engine import Engine
+from kennelgate.health import OK, FreezeDetector, check_stream
 from kennelgate.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,7 @@ class FrameOutcome:
     door: str = "closed"
     reason: str = ""
     error: Optional[str] = None  # "bad_frame" | "no_index" | "internal" | "log"
+    health: str = OK  # "ok" or the camera fault the health gate found
     latency_ms: float = 0.0
     model: str = ""
     index_version: str = ""
@@ -53,6 +57,7 @@ class FrameOutcome:
             "score": round(self.score, 4),
             "breed": self.breed,
             "decision": self.door,
+            "health": self.health,
             "reason": self.reason,
             "latency_ms": round(self.latency_ms, 2),
             "index_version": self.index_version,
@@ -60,12 +65,18 @@ class FrameOutcome:
 
 
 class FrameProcessor:
-    def __init__(self, settings: Settings, engine: Engine, db: Database, windows: Windows, metrics: Metrics) -> None:
+    def __init__(
+        self, settings: Settings, engine: Engine, db: Database, windows: Windows, metrics: Metrics,
+        monitoring: Monitoring, notifier: Notifier,
+    ) -> None:
         self.settings = settings
         self.engine = engine
         self.db = db
         self.windows = windows
         self.metrics = metrics
+        self.monitoring = monitoring
+        self.notifier = notifier
+        self._freeze: dict[int, FreezeDetector] = {}
         # Two cores: running several frames through the encoder at once only adds contention.
         self._encoder_slots = threading.Semaphore(max(1, settings.inference_concurrency))
         self._last_thumb: dict[int, float] = {}
@@ -79,6 +90,10 @@ class FrameProcessor:
             out.model = self.engine.encoder.fingerprint
             decider = self.engine.decider
             out.index_version = decider.version
+            health = check_stream(image, kennel.health, self._freeze.setdefault(kennel.id, FreezeDetector()))
+            if not health.ok:
+                self._unhealthy(out, kennel, health.fault, health.detail)
+                return self._finish(out, kennel, image, t0)
             tensor = self.engine.encoder.preprocess([image])
             with self._encoder_slots:
                 vectors = self.engine.encoder.run(tensor).vectors
@@ -95,12 +110,28 @@ class FrameProcessor:
         except Exception as exc:  # noqa: BLE001 - any failure must close the door, never raise past it
             log.exception("frame %s failed", out.frame_id)
             self._fail(out, kennel, "internal", f"internal error ({type(exc).__name__}); door kept shut")
+        return self._finish(out, kennel, image, t0)
+
+    def _finish(self, out: FrameOutcome, kennel: KennelConfig, image: Optional[Image.Image], t0: float) -> FrameOutcome:
         out.latency_ms = (time.perf_counter() - t0) * 1000.0
         self._log(out, image)
         self.metrics.frames.labels(str(kennel.id)).inc()
         self.metrics.decisions.labels(out.door, out.species).inc()
         self.metrics.latency.observe(out.latency_ms / 1000.0)
+        try:  # monitoring and notifications must never cost a frame its answer
+            self.monitoring.observe(kennel.id, out.species, out.accepted, out.health, out.error, out.score)
+            self.notifier.frame(kennel.id, kennel.name, out.response())
+        except Exception:  # noqa: BLE001
+            log.exception("monitoring failed for frame %s", out.frame_id)
         return out
+
+    def _unhealthy(self, out: FrameOutcome, kennel: KennelConfig, fault: str, detail: str) -> None:
+        out.health, out.door, out.accepted, out.species = fault, "closed", False, OTHER
+        out.reason = f"camera fault ({detail}); not classified, door kept shut"
+        self.windows.get(kennel.id, kennel.policy, kennel.admits).add(time.monotonic(), None)
+
+    def forget(self, kennel_id: int) -> None:
+        self._freeze.pop(kennel_id, None)
 
     def _fail(self, out: FrameOutcome, kennel: KennelConfig, kind: str, reason: str) -> None:
         out.door, out.reason, out.error, out.accepted, out.species = "closed", reason, kind, False, OTHER
@@ -127,7 +158,7 @@ class FrameProcessor:
             record = DecisionRecord(
                 frame_id=out.frame_id, kennel_id=out.kennel_id, species=out.species, best=out.best,
                 score=out.score, breed=out.breed, accepted=out.accepted, door=out.door, reason=out.reason[:500],
-                error=out.error is not None, latency_ms=out.latency_ms, model=out.model,
+                error=out.error is not None, health=out.health, latency_ms=out.latency_ms, model=out.model,
                 index_version=out.index_version, thumbnail=self._thumbnail(out, image),
             )
             with self.db.session() as s:

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from app.db.models import Kennel, Species
 from app.db.session import Database
 from app.policy import WindowPolicy
+from kennelgate.health import HealthThresholds
 from kennelgate.settings import Settings
 
 
@@ -21,6 +22,7 @@ class KennelConfig:
     admits: frozenset[str]
     policy: WindowPolicy
     overrides: dict[str, float] = field(default_factory=dict)  # manual thresholds: species, then kennel
+    health: HealthThresholds = field(default_factory=HealthThresholds)  # service defaults + kennel overrides
 
 
 def policy_of(kennel: Kennel, settings: Settings) -> WindowPolicy:
@@ -50,7 +52,7 @@ class KennelCache:
             species = {n: t for n, t in s.execute(select(Species.name, Species.threshold)) if t is not None}
             cfg = KennelConfig(
                 kennel.id, kennel.name, frozenset(kennel.admits), policy_of(kennel, self.settings),
-                {**species, **(kennel.thresholds or {})},
+                {**species, **(kennel.thresholds or {})}, self.settings.health.merged(kennel.health),
             )
         with self._lock:
             self._configs[kennel_id] = cfg

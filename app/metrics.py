@@ -22,6 +22,22 @@ class Metrics:
         self.index_species = Gauge("kennelgate_index_species", "Species in the serving index", registry=r)
         self.index_version = Gauge("kennelgate_index_version", "Serving index version number", registry=r)
         self.index_swaps = Counter("kennelgate_index_swaps", "Index versions swapped in while serving", registry=r)
+        # Monitoring: camera faults, drift, alerts (per kennel)
+        self.health_faults = Counter(
+            "kennelgate_health_faults", "Frames the health gate stopped, by fault", ["kennel", "fault"], registry=r
+        )
+        self.kennel_rate = Gauge(
+            "kennelgate_kennel_rate", "Share of frames answered other / abstained / faulty, per window",
+            ["kennel", "rate", "window"], registry=r,
+        )
+        self.kennel_score_ks = Gauge(
+            "kennelgate_kennel_score_shift", "KS statistic of best-match scores, current vs reference", ["kennel"], registry=r
+        )
+        self.kennel_drift = Gauge("kennelgate_kennel_drift", "1 while a drift alert is raised", ["kennel"], registry=r)
+        self.kennel_camera_fault = Gauge(
+            "kennelgate_kennel_camera_fault", "1 while a camera-fault alert is raised", ["kennel"], registry=r
+        )
+        self.alerts = Counter("kennelgate_alerts", "Alerts raised and cleared", ["kind", "state"], registry=r)
 
     def set_index(self, version: str, photos: int, species: int) -> None:
         self.index_version.set(int(version.lstrip("v") or 0))

@@ -9,6 +9,18 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.library import LibraryError, species_name
 from index.folders import OTHER
+from kennelgate.health import HealthThresholds
+
+
+def _health_overrides(v: Optional[dict]) -> Optional[dict]:
+    """Only known gate settings, with values the gate accepts."""
+    if v is None:
+        return None
+    unknown = set(v) - set(HealthThresholds.model_fields)
+    if unknown:
+        raise ValueError(f"unknown health setting(s) {sorted(unknown)}; known: {sorted(HealthThresholds.model_fields)}")
+    HealthThresholds(**v)  # type check
+    return v
 
 
 def _species_list(v: list[str]) -> list[str]:
@@ -29,6 +41,7 @@ class KennelIn(BaseModel):
     name: str = Field(..., min_length=1, max_length=200, examples=["dog run A"])
     admits: list[str] = Field(..., min_length=1, examples=[["dog"]], description="species whose frames open the door")
     thresholds: dict[str, float] = Field(default_factory=dict, description="manual score thresholds per species")
+    health: Optional[dict] = Field(None, description="health-gate overrides, e.g. {\"dark_p95\": 30} for an IR camera")
     window_k: Optional[int] = Field(None, ge=1, le=100, description="K of the last N frames must agree")
     window_n: Optional[int] = Field(None, ge=1, le=100)
     window_seconds: Optional[float] = Field(None, gt=0, le=60)
@@ -40,6 +53,7 @@ class KennelPatch(BaseModel):
     name: Optional[str] = Field(None, min_length=1, max_length=200)
     admits: Optional[list[str]] = None
     thresholds: Optional[dict[str, float]] = None
+    health: Optional[dict] = Field(None, description="health-gate overrides (null or {} = service defaults)")
     window_k: Optional[int] = Field(None, ge=1, le=100)
     window_n: Optional[int] = Field(None, ge=1, le=100)
     window_seconds: Optional[float] = Field(None, gt=0, le=60)
@@ -49,6 +63,11 @@ class KennelPatch(BaseModel):
     def _admits(cls, v: Optional[list[str]]) -> Optional[list[str]]:
         return None if v is None else _species_list(v)
 
+    @field_validator("health")
+    @classmethod
+    def _health(cls, v: Optional[dict]) -> Optional[dict]:
+        return _health_overrides(v)
+
 
 class KennelOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -56,6 +75,7 @@ class KennelOut(BaseModel):
     name: str
     admits: list[str]
     thresholds: dict[str, float]
+    health: dict = Field(..., description="the kennel's health-gate overrides")
     window_k: int
     window_n: int
     window_seconds: float
@@ -126,6 +146,7 @@ class FrameOut(BaseModel):
     score: float
     breed: Optional[str]
     decision: Literal["open", "closed"]
+    health: str = Field(..., description="'ok', or the camera fault that kept the frame from being classified")
     reason: str
     latency_ms: float
     index_version: str
@@ -144,6 +165,7 @@ class DecisionOut(BaseModel):
     door: str
     reason: str
     error: bool
+    health: str
     latency_ms: float
     model: str
     index_version: str
@@ -168,3 +190,33 @@ class IndexOut(BaseModel):
     species: dict[str, int]
     thresholds: dict[str, float]
     rebuild: RebuildOut
+
+
+class ThresholdChangeOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    created_at: datetime
+    actor: str
+    scope: str
+    target: str
+    field: str
+    old: Optional[dict]
+    new: Optional[dict]
+
+
+class AlertOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    created_at: datetime
+    kennel_id: int
+    kind: str
+    state: str
+    detail: dict
+
+
+class KennelHealthOut(BaseModel):
+    kennel_id: int
+    camera: dict = Field(..., description="camera-fault state over the last frames")
+    drift: dict = Field(..., description="recent vs reference window: rates, score shift, state")
+    gate: dict = Field(..., description="the health-gate thresholds in force for this kennel")
+    alerts: list[AlertOut] = Field(..., description="the latest alerts, newest first")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Optional
 
+from app.alerts import MqttPublisher, Notifier, WebhookSender
 from app.auth import Authenticator
 from app.db import migrate
 from app.db.session import Database
@@ -15,6 +16,7 @@ from app.frames import FrameProcessor
 from app.kennels import KennelCache
 from app.library import PhotoLibrary
 from app.metrics import Metrics
+from app.monitor import Monitoring
 from app.policy import Windows
 from app.rebuild import RebuildReport, rebuild
 from index.store import GalleryError
@@ -33,6 +35,12 @@ class RebuildStatus:
     report: Optional[RebuildReport] = field(default=None, repr=False)
 
 
+def make_notifier(settings: Settings) -> Notifier:
+    mqtt = MqttPublisher(settings.mqtt_url, settings.mqtt_prefix, discovery=settings.mqtt_discovery) if settings.mqtt_url else None
+    urls = [u.strip() for u in settings.webhook_urls.split(",") if u.strip()]
+    return Notifier(mqtt, WebhookSender(urls) if urls else None, decisions=settings.mqtt_decisions)
+
+
 class Service:
     def __init__(self, settings: Settings, engine: Optional[Engine] = None) -> None:
         self.settings = settings
@@ -46,7 +54,11 @@ class Service:
         self.kennels = KennelCache(self.db, settings)
         self.windows = Windows()
         self.metrics = Metrics()
-        self.frames = FrameProcessor(settings, self.engine, self.db, self.windows, self.metrics)
+        self.notifier = make_notifier(settings)
+        self.monitoring = Monitoring(settings, self.db, self.metrics, self.notifier)
+        self.frames = FrameProcessor(
+            settings, self.engine, self.db, self.windows, self.metrics, self.monitoring, self.notifier
+        )
         self.rebuild_status = RebuildStatus()
         self._rebuild_lock = threading.Lock()
         self._stop = threading.Event()
@@ -64,7 +76,14 @@ class Service:
         self._stop.set()
         if self._watcher:
             self._watcher.join(timeout=5)
+        self.notifier.close()
         self.db.dispose()
+
+    def forget_kennel(self, kennel_id: int) -> None:
+        """Drop every in-memory state of a kennel (its config changed or it was deleted)."""
+        self.kennels.invalidate(kennel_id)
+        self.windows.forget(kennel_id)
+        self.frames.forget(kennel_id)
 
     def _watch(self) -> None:
         while not self._stop.wait(self.settings.index_poll_seconds):

@@ -246,7 +246,7 @@ def classify(
     paths: list[Path] = typer.Argument(..., help="Image files or folders."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
 ) -> None:
-    """Which species is in each image (or 'other')."""
+    """Which species is in each image (or 'other'); frames failing the health gate are not classified."""
     engine = _engine()
     files = _expand(paths)
     try:
@@ -265,6 +265,8 @@ def classify(
         rec = r.as_record()
         if "error" in rec:
             table.add_row("[red]error", "", "", rec["error"], rec["path"])
+        elif rec["health"] != "ok":
+            table.add_row(f"[yellow]{rec['health']}", "", "", rec["reason"], rec["path"])
         else:
             note = "" if rec["accepted"] else rec["reason"]
             table.add_row(rec["species"], f"{rec['score']:.3f}", rec["breed"] or "", note, rec["path"])
@@ -278,8 +280,18 @@ def evaluate_cmd(
     test: Path = typer.Option(..., "--test", help="ROOT/<species>/ photos to classify; species not in the gallery count as unknown."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write metrics as JSON here."),
     report: Optional[Path] = typer.Option(None, "--report", help="Write a report (markdown + plots) here."),
+    corruptions: bool = typer.Option(
+        False, "--corruptions", help="Also run the test photos through every camera corruption × severity (the report gets a heat-map)."
+    ),
+    only: Optional[str] = typer.Option(None, help="With --corruptions: a comma list of corruptions (default: all)."),
+    severities: str = typer.Option("1,2,3,4,5", help="With --corruptions: severities to run."),
 ) -> None:
-    """Accuracy, per-species precision/recall, confusion matrix, open-set rejection."""
+    """Accuracy, per-species precision/recall, confusion matrix, open-set rejection.
+
+    With --corruptions: the same evaluation on corrupted copies (mud, rain, darkness, night IR,
+    glare, fog, blur, noise, JPEG, low resolution), through the health gate and the door's
+    K-frame rule: accuracy, abstentions and wrong door opens per corruption × severity.
+    """
     from index.calibration import calibrate
     from index.decision import Decider
     from index.evaluation import evaluate
@@ -310,6 +322,37 @@ def evaluate_cmd(
         v = summary[key]
         t.add_row(key, "n/a" if v is None or v != v else f"{v:.4f}")
     console.print(t)
+    if corruptions:
+        _corruption_suite(engine, g, cal, tkept, only, severities, report)
+
+
+def _corruption_suite(engine, gallery, cal, photos, only: Optional[str], severities: str, report: Optional[Path]) -> None:
+    from index.decision import Decider
+    from kennelgate.corruptions import CORRUPTIONS
+    from kennelgate.robustness import run_suite
+    from kennelgate.robustness_report import write_suite_report
+
+    s = _settings()
+    names = [n.strip() for n in (only or ",".join(CORRUPTIONS)).split(",") if n.strip()]
+    unknown = [n for n in names if n not in CORRUPTIONS]
+    if unknown:
+        _fail(f"unknown corruption(s) {unknown}; known: {', '.join(CORRUPTIONS)}")
+    try:
+        sevs = sorted({int(x) for x in severities.split(",") if x.strip()})
+    except ValueError:
+        _fail(f"severities must be numbers 1-5, got {severities!r}")
+    if not sevs or not all(1 <= x <= 5 for x in sevs):
+        _fail(f"severities must be numbers 1-5, got {severities!r}")
+    decider = Decider(gallery, cal, method=s.method, k=s.k, reject_ambiguous=s.reject_ambiguous)
+    with progress_bar("corruption × severity", 1 + len(names) * len(sevs)) as advance:
+        result = run_suite(engine, decider, photos, names, sevs, s.health, s.window_k, on_progress=advance)
+    t = Table("corruption", "severity", "accuracy", "abstained", "gate", "wrong opens")
+    for c in result.conditions:
+        t.add_row(c.corruption, str(c.severity or "-"), f"{100 * c.accuracy:.1f}%", f"{100 * c.abstain_rate:.1f}%",
+                  f"{100 * c.gate_rate:.1f}%", f"{100 * c.wrong_open_window:.2f}%")
+    console.print(t)
+    out = report or Path("corruption-report")
+    console.print(f"corruption report: {write_suite_report(result, out, command='kennelgate ' + ' '.join(sys.argv[1:]))}")
 
 
 # --- bench ---------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -15,13 +16,14 @@ import numpy as np
 
 from embedder import registry
 from embedder.batch import embed_sources
-from embedder.images import ImageLimits, ImageSource
+from embedder.images import ImageError, ImageLimits, ImageSource
 from embedder.runtime import Encoder
 from index.calibration import Calibration, calibrate
 from index.decision import Decider, Decision
 from index.folders import LabeledPhoto, normalise_species, scan_root, scan_species
 from index.gallery import Gallery, SpeciesPhotos
 from index.store import GalleryError, GalleryStore, Snapshot
+from kennelgate.health import Health, HealthThresholds, check
 from kennelgate.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,16 +45,21 @@ class Classified:
     source: str
     decision: Optional[Decision] = None
     error: Optional[str] = None
+    health: Health = field(default_factory=Health)
 
     def as_record(self) -> dict:
         if self.error is not None:
             return {"path": self.source, "error": self.error}
+        if not self.health.ok:
+            return {"path": self.source, "species": None, "accepted": False, "health": self.health.fault,
+                    "reason": f"camera fault ({self.health.detail}); not classified"}
         d = self.decision
         return {
             "path": self.source,
             "species": d.species,
             "score": round(d.score, 4),
             "accepted": d.accepted,
+            "health": self.health.fault,
             "breed": d.breed,
             "top": [[n, s] for n, s in d.top],
             "reason": d.reason,
@@ -234,15 +241,44 @@ class Engine:
     def classify_vectors(self, vectors: np.ndarray) -> list[Decision]:
         return self.decider.decide(vectors)
 
-    def classify(self, sources: Sequence[ImageSource], names: Optional[Sequence[str]] = None, on_progress: Progress = None) -> list[Classified]:
-        """Classify many images; a bad one becomes an error record and the rest go on."""
+    def classify(
+        self,
+        sources: Sequence[ImageSource],
+        names: Optional[Sequence[str]] = None,
+        on_progress: Progress = None,
+        health: Optional[HealthThresholds] = None,
+        chunk: int = 64,
+    ) -> list[Classified]:
+        """Classify many images; a bad one becomes an error record and the rest go on.
+
+        Each image first passes the frame health gate (``health``, default: the settings'); an
+        unhealthy one is not classified, as in the service.
+        """
         names = list(names) if names is not None else [str(s) for s in sources]
+        thresholds = health if health is not None else self.settings.health
         decider = self.decider  # load before timing-sensitive work and fail early if no gallery
-        result = embed_sources(self.encoder, list(sources), self.settings.batch_size, on_progress)
-        decisions = decider.decide(result.vectors) if len(result.ok) else []
         out: list[Classified] = [Classified(n) for n in names]
-        for i, d in zip(result.ok, decisions):
-            out[i].decision = d
-        for i, reason in result.errors.items():
-            out[i].error = reason
+
+        def load(i: int):
+            try:
+                image = self.encoder.load(sources[i])
+            except ImageError as exc:
+                out[i].error = str(exc)
+                return None
+            out[i].health = check(image, thresholds)
+            return image if out[i].health.ok else None
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            for start in range(0, len(sources), chunk):
+                idx = list(range(start, min(start + chunk, len(sources))))
+                images = list(pool.map(load, idx))
+                todo = [(i, im) for i, im in zip(idx, images) if im is not None]
+                if todo:
+                    result = embed_sources(self.encoder, [im for _, im in todo], self.settings.batch_size)
+                    for j, d in zip(result.ok, decider.decide(result.vectors) if len(result.ok) else []):
+                        out[todo[j][0]].decision = d
+                    for j, reason in result.errors.items():
+                        out[todo[j][0]].error = reason
+                if on_progress:
+                    on_progress(len(idx))
         return out

@@ -22,6 +22,7 @@ def list_decisions(
     species: Optional[str] = None,
     door: Optional[Literal["open", "closed"]] = None,
     error: Optional[bool] = None,
+    health: Optional[str] = Query(None, description="'ok' or a camera fault name (dark, blur, frozen, …)"),
     index_version: Optional[str] = None,
     since: Optional[datetime] = Query(None, description="ISO time, inclusive"),
     until: Optional[datetime] = Query(None, description="ISO time, exclusive"),
@@ -31,7 +32,7 @@ def list_decisions(
     q = select(DecisionRecord, DecisionRecord.thumbnail.is_not(None))
     for column, value in (
         (DecisionRecord.kennel_id, kennel_id), (DecisionRecord.species, species), (DecisionRecord.door, door),
-        (DecisionRecord.error, error), (DecisionRecord.index_version, index_version),
+        (DecisionRecord.error, error), (DecisionRecord.health, health), (DecisionRecord.index_version, index_version),
     ):
         if value is not None:
             q = q.where(column == value)

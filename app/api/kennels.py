@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Response, status
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from app import auth
-from app.api.deps import Admin, ServiceDep
+from app import audit, auth
+from app.api.deps import Admin, ServiceDep, require_admin
+from app.auth import Principal
 from app.db.models import Kennel, Token
 from app.kennels import policy_of
 from app.schemas import KennelIn, KennelOut, KennelPatch, TokenIn, TokenInfo, TokenOut
@@ -18,7 +19,7 @@ router = APIRouter(prefix="/v1", tags=["admin: kennels"], dependencies=[Admin])
 def _out(k: Kennel, service) -> KennelOut:
     p = policy_of(k, service.settings)
     return KennelOut(
-        id=k.id, name=k.name, admits=k.admits, thresholds=k.thresholds or {},
+        id=k.id, name=k.name, admits=k.admits, thresholds=k.thresholds or {}, health=k.health or {},
         window_k=p.k, window_n=p.n, window_seconds=p.seconds, created_at=k.created_at,
     )
 
@@ -63,19 +64,23 @@ def get_kennel(kennel_id: int, service: ServiceDep) -> KennelOut:
 
 
 @router.patch("/kennels/{kennel_id}", response_model=KennelOut, summary="Change a kennel (admits, thresholds, window)")
-def patch_kennel(kennel_id: int, body: KennelPatch, service: ServiceDep) -> KennelOut:
+def patch_kennel(
+    kennel_id: int, body: KennelPatch, service: ServiceDep, who: Principal = Depends(require_admin)
+) -> KennelOut:
+    """Takes effect on the next frame, no restart; threshold and gate changes are audited."""
     try:
         with service.db.session() as s:
             k = _get(s, kennel_id)
             for key, value in body.model_dump(exclude_unset=True).items():
+                if key in ("thresholds", "health"):
+                    audit.record(s, who, "kennel", str(kennel_id), key, getattr(k, key) or {}, value or {})
                 setattr(k, key, value)
             _check_policy(k, service)
             s.flush()
             out = _out(k, service)
     except IntegrityError:
         raise HTTPException(status.HTTP_409_CONFLICT, f"a kennel named {body.name!r} exists") from None
-    service.kennels.invalidate(kennel_id)
-    service.windows.forget(kennel_id)
+    service.forget_kennel(kennel_id)
     return out
 
 
@@ -83,8 +88,8 @@ def patch_kennel(kennel_id: int, body: KennelPatch, service: ServiceDep) -> Kenn
 def delete_kennel(kennel_id: int, service: ServiceDep) -> Response:
     with service.db.session() as s:
         s.delete(_get(s, kennel_id))
-    service.kennels.invalidate(kennel_id)
-    service.windows.forget(kennel_id)
+    service.forget_kennel(kennel_id)
+    service.monitoring.forget(kennel_id)
     service.auth.forget_cache()
     return Response(status_code=204)
 

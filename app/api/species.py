@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Optional
 
-from fastapi import APIRouter, File, Form, HTTPException, Response, UploadFile, status
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Response, UploadFile, status
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import Admin, ServiceDep
+from app import audit
+from app.api.deps import Admin, ServiceDep, require_admin
+from app.auth import Principal
 from app.db.models import Photo, Species
 from app.library import LibraryError, species_name
 from app.schemas import PhotoOut, Rejected, SpeciesIn, SpeciesOut, SpeciesPatch, UploadOut
@@ -53,7 +55,10 @@ def create_species(body: SpeciesIn, service: ServiceDep) -> SpeciesOut:
 
 
 @router.patch("/{name}", response_model=SpeciesOut, summary="Set or clear a manual threshold for every kennel")
-def patch_species(name: str, body: SpeciesPatch, service: ServiceDep) -> SpeciesOut:
+def patch_species(
+    name: str, body: SpeciesPatch, service: ServiceDep, who: Principal = Depends(require_admin)
+) -> SpeciesOut:
+    """Takes effect on the next frame, no restart; the change is audited."""
     name = _name(name)
     if name == OTHER and body.threshold is not None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "'other' has no threshold")
@@ -61,6 +66,7 @@ def patch_species(name: str, body: SpeciesPatch, service: ServiceDep) -> Species
         sp = service.library.get_species(s, name)
         if sp is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no species {name!r}")
+        audit.record(s, who, "species", name, "threshold", sp.threshold, body.threshold)
         sp.threshold = body.threshold
         n = len(sp.photos)
     service.kennels.invalidate()

@@ -52,6 +52,7 @@ class Kennel(Base):
     window_k: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)  # None = service default
     window_n: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
     window_seconds: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    health: Mapped[Optional[dict]] = mapped_column(JSON, nullable=True)  # health-gate threshold overrides
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
@@ -122,7 +123,37 @@ class DecisionRecord(Base):
     door: Mapped[str] = mapped_column(String(10))  # "open" | "closed"
     reason: Mapped[str] = mapped_column(String(500))
     error: Mapped[bool] = mapped_column(Boolean, default=False)  # the frame itself failed (bad image, internal)
+    health: Mapped[str] = mapped_column(String(20), default="ok", server_default="ok")  # "ok" or the camera fault
     latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
     model: Mapped[str] = mapped_column(String(100), default="")  # encoder fingerprint
     index_version: Mapped[str] = mapped_column(String(20), default="")
     thumbnail: Mapped[Optional[bytes]] = mapped_column(LargeBinary, nullable=True)
+
+
+class ThresholdChange(Base):
+    """Who changed which manual threshold, when, from what to what (the audit trail)."""
+
+    __tablename__ = "threshold_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    scope: Mapped[str] = mapped_column(String(10))  # "kennel" | "species"
+    target: Mapped[str] = mapped_column(String(200))  # kennel id or species name
+    field: Mapped[str] = mapped_column(String(50))  # "thresholds" | "threshold" | "health"
+    old: Mapped[Optional[dict]] = mapped_column(JSON, nullable=True)
+    new: Mapped[Optional[dict]] = mapped_column(JSON, nullable=True)
+
+
+class Alert(Base):
+    """A camera fault or drift alert raised or cleared for a kennel (also sent by MQTT/webhook)."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_kennel_time", "kennel_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    kennel_id: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(20))  # "camera_fault" | "drift"
+    state: Mapped[str] = mapped_column(String(10))  # "raised" | "cleared"
+    detail: Mapped[dict] = mapped_column(JSON, default=dict)
