@@ -1,4 +1,8 @@
-"""One kennel frame: decode → health gate → embed → gallery decision → door window → decision log.
+"""One kennel frame: thumbnail → frozen / motion gate → decode → health gate → embed → gallery
+decision → door window → decision log.
+
+A frame showing the same scene as the last classified one reuses that answer (motion gating,
+``kennelgate.motion``): an empty doorway costs a thumbnail, not an encoder run.
 
 Fails closed: a bad frame, a missing index, a database outage or any other error keeps the door
 shut, and the reason goes into the response and (when the database is up) the log.
@@ -6,6 +10,7 @@ shut, and the reason goes into the response and (when the database is up) the lo
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import threading
@@ -27,7 +32,8 @@ from embedder.images import ImageError
 from index.folders import OTHER
 from index.store import GalleryError
 from kennelgate.engine import Engine
-from kennelgate.health import OK, FreezeDetector, check_stream
+from kennelgate.health import OK, FreezeDetector, check
+from kennelgate.motion import MotionGate, thumbnail
 from kennelgate.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,6 +52,7 @@ class FrameOutcome:
     reason: str = ""
     error: Optional[str] = None  # "bad_frame" | "no_index" | "internal" | "log"
     health: str = OK  # "ok" or the camera fault the health gate found
+    reused: bool = False  # the scene had not changed: the anchor frame's answer was reused
     latency_ms: float = 0.0
     model: str = ""
     index_version: str = ""
@@ -58,6 +65,7 @@ class FrameOutcome:
             "breed": self.breed,
             "decision": self.door,
             "health": self.health,
+            "reused": self.reused,
             "reason": self.reason,
             "latency_ms": round(self.latency_ms, 2),
             "index_version": self.index_version,
@@ -77,6 +85,7 @@ class FrameProcessor:
         self.monitoring = monitoring
         self.notifier = notifier
         self._freeze: dict[int, FreezeDetector] = {}
+        self._motion: dict[int, MotionGate] = {}
         # Two cores: running several frames through the encoder at once only adds contention.
         self._encoder_slots = threading.Semaphore(max(1, settings.inference_concurrency))
         self._last_thumb: dict[int, float] = {}
@@ -85,14 +94,25 @@ class FrameProcessor:
         t0 = time.perf_counter()
         out = FrameOutcome(uuid.uuid4().hex, kennel.id)
         image = None
+        motion = self._motion_gate(kennel.id)
         try:
+            thumb = thumbnail(data, self.engine.encoder.limits)
+            frozen = self._freeze.setdefault(kennel.id, FreezeDetector()).update(thumb, kennel.health)
+            if not frozen.ok:
+                self._unhealthy(out, kennel, frozen.fault, frozen.detail)
+                return self._finish(out, kennel, None, t0)
+            decider = self.engine.decider
+            anchor = motion.unchanged(thumb)
+            if anchor is not None and anchor.outcome.index_version == decider.version:
+                self._reuse(out, kennel, anchor)
+                return self._finish(out, kennel, None, t0)
             image = self.engine.encoder.load(data)
             out.model = self.engine.encoder.fingerprint
-            decider = self.engine.decider
             out.index_version = decider.version
-            health = check_stream(image, kennel.health, self._freeze.setdefault(kennel.id, FreezeDetector()))
+            health = check(image, kennel.health)
             if not health.ok:
                 self._unhealthy(out, kennel, health.fault, health.detail)
+                motion.anchor(thumb, out.frame_id, dataclasses.replace(out))
                 return self._finish(out, kennel, image, t0)
             tensor = self.engine.encoder.preprocess([image])
             with self._encoder_slots:
@@ -103,6 +123,7 @@ class FrameProcessor:
             opened, why = window.add(time.monotonic(), d.species if d.accepted else None)
             out.door = "open" if opened else "closed"
             out.reason = why if d.accepted else f"{d.reason}; door closed"
+            motion.anchor(thumb, out.frame_id, dataclasses.replace(out))
         except ImageError as exc:
             self._fail(out, kennel, "bad_frame", f"bad frame: {exc}")
         except GalleryError as exc:
@@ -132,8 +153,28 @@ class FrameProcessor:
 
     def forget(self, kennel_id: int) -> None:
         self._freeze.pop(kennel_id, None)
+        self._motion.pop(kennel_id, None)
+
+    def _motion_gate(self, kennel_id: int) -> MotionGate:
+        gate = self._motion.get(kennel_id)
+        if gate is None:
+            gate = self._motion[kennel_id] = MotionGate(self.settings.motion_threshold, self.settings.motion_max_skip)
+        return gate
+
+    def _reuse(self, out: FrameOutcome, kennel: KennelConfig, anchor) -> None:
+        """Same scene as the anchor frame: its answer again, and its vote again in the door window."""
+        a: FrameOutcome = anchor.outcome
+        out.species, out.score, out.breed, out.best, out.accepted = a.species, a.score, a.breed, a.best, a.accepted
+        out.health, out.model, out.index_version, out.reused = a.health, a.model, a.index_version, True
+        self.metrics.frames_reused.labels(str(kennel.id)).inc()
+        opened, why = self.windows.get(kennel.id, kennel.policy, kennel.admits).add(
+            time.monotonic(), a.species if a.accepted else None
+        )
+        out.door = "open" if opened else "closed"
+        out.reason = f"scene unchanged since frame {anchor.frame_id}: " + (why if a.accepted else f"{a.reason.split('; ')[0]}; door closed")
 
     def _fail(self, out: FrameOutcome, kennel: KennelConfig, kind: str, reason: str) -> None:
+        self._motion_gate(kennel.id).reset()  # after a failure the next frame gets the full pipeline
         out.door, out.reason, out.error, out.accepted, out.species = "closed", reason, kind, False, OTHER
         self.metrics.frame_errors.labels(kind).inc()
         # A failed frame is a vote against opening, like an unknown animal.
@@ -158,7 +199,7 @@ class FrameProcessor:
             record = DecisionRecord(
                 frame_id=out.frame_id, kennel_id=out.kennel_id, species=out.species, best=out.best,
                 score=out.score, breed=out.breed, accepted=out.accepted, door=out.door, reason=out.reason[:500],
-                error=out.error is not None, health=out.health, latency_ms=out.latency_ms, model=out.model,
+                error=out.error is not None, health=out.health, reused=out.reused, latency_ms=out.latency_ms, model=out.model,
                 index_version=out.index_version, thumbnail=self._thumbnail(out, image),
             )
             with self.db.session() as s:

@@ -14,6 +14,10 @@ class Metrics:
         self.decisions = Counter(
             "kennelgate_decisions", "Frame decisions by door outcome and species", ["door", "species"], registry=r
         )
+        self.frames_reused = Counter(
+            "kennelgate_frames_reused", "Frames whose scene had not changed: no encoder run (motion gating)",
+            ["kennel"], registry=r,
+        )
         self.frame_errors = Counter("kennelgate_frame_errors", "Frames that failed (door kept shut)", ["kind"], registry=r)
         self.latency = Histogram(
             "kennelgate_frame_latency_seconds", "Decode + embed + decide, per frame", buckets=LATENCY_BUCKETS, registry=r

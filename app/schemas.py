@@ -147,6 +147,7 @@ class FrameOut(BaseModel):
     breed: Optional[str]
     decision: Literal["open", "closed"]
     health: str = Field(..., description="'ok', or the camera fault that kept the frame from being classified")
+    reused: bool = Field(False, description="the scene had not changed, so the last classified frame's answer was reused")
     reason: str
     latency_ms: float
     index_version: str
@@ -166,6 +167,7 @@ class DecisionOut(BaseModel):
     reason: str
     error: bool
     health: str
+    reused: bool
     latency_ms: float
     model: str
     index_version: str

@@ -12,6 +12,7 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
+from embedder import openvino_runtime
 from embedder.images import ImageError, ImageLimits, ImageSource, open_image
 from embedder.preprocess import draft_size, to_tensor
 from embedder.spec import MODEL_FILE, ModelSpec
@@ -38,10 +39,15 @@ def choose_providers(requested: Sequence[str] | str = "auto") -> list[str]:
     """Providers to try, best first, limited to what this onnxruntime build has.
 
     CPU is always last so that a missing GPU or a failed TensorRT build falls back cleanly.
+    Asked for by name, OpenVINO is also available through the ``openvino`` package
+    (``make_session`` then runs the model on OpenVINO's own runtime). "auto" does not pick
+    that one: measured here, it is faster for INT8 models but slower for fp32 (docs/benchmarks.md).
     """
     available = set(ort.get_available_providers())
     if isinstance(requested, str):
         requested = [p.strip() for p in requested.split(",") if p.strip()]
+    if list(requested) not in ([], ["auto"]) and openvino_runtime.available():
+        available.add("OpenVINOExecutionProvider")
     if not requested or list(requested) == ["auto"]:
         wanted = list(PROVIDER_ORDER)
     else:
@@ -70,19 +76,51 @@ def _provider_options(provider: str, model_dir: Path) -> dict:
     return {}
 
 
-def make_session(model_path: Path, providers: Sequence[str] | str = "auto", threads: int = 0) -> ort.InferenceSession:
+def make_session(model_path: Path, providers: Sequence[str] | str = "auto", threads: int = 0):
+    """An ONNX Runtime session on the best provider here, or OpenVINO's runtime where that is best.
+
+    The graph-optimised model is cached beside the original (``model.opt-<ort version>.onnx``),
+    so a restart skips the optimisation passes.
+    """
+    chosen = choose_providers(providers)
+    model_path = Path(model_path)
+    if chosen[0] == "OpenVINOExecutionProvider" and "OpenVINOExecutionProvider" not in ort.get_available_providers():
+        try:
+            return openvino_runtime.OpenVinoSession(model_path, threads)
+        except Exception as exc:  # noqa: BLE001 - a runtime that cannot load the model falls back
+            log.warning("OpenVINO could not load %s (%s); using onnxruntime", model_path, exc)
+            chosen = chosen[1:]
     opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads > 0:
         opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
-    chosen = choose_providers(providers)
-    model_dir = Path(model_path).parent
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    cached = model_path.with_name(f"model.opt-{ort.__version__}.onnx")
+    if chosen == ["CPUExecutionProvider"]:
+        # Graph optimisation is provider-specific: cache it for the CPU provider only, at the
+        # portable level (no CPU-specific layouts); those few passes still run at each load.
+        if not (cached.is_file() and cached.stat().st_mtime >= model_path.stat().st_mtime):
+            _cache_optimised(model_path, cached)
+        if cached.is_file():
+            model_path = cached
     return ort.InferenceSession(
-        str(model_path),
-        sess_options=opts,
-        providers=[(p, _provider_options(p, model_dir)) for p in chosen],
+        str(model_path), sess_options=opts, providers=[(p, _provider_options(p, model_path.parent)) for p in chosen]
     )
+
+
+def _cache_optimised(model_path: Path, cached: Path) -> None:
+    if not os.access(cached.parent, os.W_OK):
+        return
+    tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    opts.optimized_model_filepath = str(tmp)
+    try:
+        ort.InferenceSession(str(model_path), sess_options=opts, providers=["CPUExecutionProvider"])
+        os.replace(tmp, cached)  # readers see the whole optimised file or none
+    except Exception as exc:  # noqa: BLE001 - the cache is an optimisation only
+        log.warning("could not cache the optimised model (%s)", exc)
+        tmp.unlink(missing_ok=True)
 
 
 @dataclass

@@ -1,14 +1,21 @@
-"""Throughput of each pipeline stage, against PyTorch eager fp32 of the same encoder."""
+"""Throughput of each pipeline stage, and of model variants side by side, against PyTorch eager
+fp32 of the same encoder measured in the same run."""
 
 from __future__ import annotations
 
+import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 
 from embedder.batch import embed_sources
+from embedder.runtime import Encoder
+from index.decision import Decider
+
+BATCHES = (1, 8)
 
 
 def _rate(fn: Callable[[], int], min_seconds: float = 1.5) -> float:
@@ -28,7 +35,8 @@ def torch_eager_module(spec):
         import torch  # noqa: F401
     except ImportError:
         return None
-    if spec.name == "efficientnet-lite0":
+    base = spec.extra.get("quantized_from") or spec.extra.get("converted_from") or spec.name
+    if base == "efficientnet-lite0":
         from embedder.export import efficientnet_lite
 
         return efficientnet_lite.build()[0].eval()
@@ -40,9 +48,8 @@ def torch_eager_module(spec):
     return None
 
 
-def run_bench(engine, files: Sequence[Path], baseline: bool = True, batches=(1, 8)) -> list[dict]:
-    enc = engine.encoder
-    decider = engine.decider
+def onnx_rows(enc: Encoder, decider: Decider, files: Sequence[Path], batches=BATCHES) -> list[dict]:
+    """decode, encoder, search and end-to-end images/s of one encoder."""
     decoded = [enc.load(f) for f in files]
     rows: list[dict] = []
 
@@ -58,7 +65,7 @@ def run_bench(engine, files: Sequence[Path], baseline: bool = True, batches=(1, 
     tensors = {b: enc.preprocess(decoded[:b]) for b in batches}
     vectors = enc.run(enc.preprocess(decoded)).vectors
     for b in batches:
-        add("encoder (onnxruntime)", b, _rate(lambda b=b: (enc.run(tensors[b]), b)[1]))
+        add("encoder", b, _rate(lambda b=b: (enc.run(tensors[b]), b)[1]))
     for b in batches:
         add("search+decision", b, _rate(lambda b=b: (decider.decide(vectors[:b]), b)[1]))
     for b in batches:
@@ -68,32 +75,69 @@ def run_bench(engine, files: Sequence[Path], baseline: bool = True, batches=(1, 
             return len(files)
 
         add("end to end", b, _rate(end_to_end))
+    return rows
 
+
+def torch_rows(module, enc: Encoder, decider: Decider, files: Sequence[Path], threads: int, batches=BATCHES) -> list[dict]:
+    """The baseline: the same encoder in PyTorch eager fp32, same preprocessing and decision."""
+    import torch
+
+    torch.set_num_threads(max(1, threads or os.cpu_count() or 1))
+    decoded = [enc.load(f) for f in files]
+    rows = []
+    for b in batches:
+        x = torch.from_numpy(enc.preprocess(decoded[:b]))
+        with torch.inference_mode():
+            rows.append({"stage": "encoder", "batch": b, "ips": _rate(lambda x=x, b=b: (module(x), b)[1])})
+    for b in batches:
+        def torch_e2e(b=b) -> int:
+            with torch.inference_mode():
+                for i in range(0, len(files), b):
+                    x = torch.from_numpy(enc.preprocess([enc.load(f) for f in files[i : i + b]]))
+                    out = module(x)
+                    emb = (out[0] if isinstance(out, tuple) else out).numpy()
+                    decider.decide(emb / np.linalg.norm(emb, axis=1, keepdims=True))
+            return len(files)
+
+        rows.append({"stage": "end to end", "batch": b, "ips": _rate(torch_e2e)})
+    return rows
+
+
+def with_ratios(rows: list[dict], base: list[dict]) -> list[dict]:
+    ref = {(r["stage"], r["batch"]): r["ips"] for r in base}
+    for r in rows:
+        if (r["stage"], r["batch"]) in ref:
+            r["ratio"] = r["ips"] / ref[(r["stage"], r["batch"])]
+    return rows
+
+
+def run_bench(engine, files: Sequence[Path], baseline: bool = True, batches=BATCHES) -> list[dict]:
+    """The engine's own encoder and gallery, stage by stage, plus the torch eager baseline."""
+    enc, decider = engine.encoder, engine.decider
+    rows = [{**r, "stage": r["stage"] + (" (onnxruntime)" if r["stage"] == "encoder" else "")}
+            for r in onnx_rows(enc, decider, files, batches)]
     module = torch_eager_module(enc.spec) if baseline else None
     if module is not None:
-        import torch
-
-        torch.set_num_threads(max(1, engine.settings.threads or __import__("os").cpu_count() or 1))
-        for b in batches:
-            x = torch.from_numpy(tensors[b])
-            with torch.inference_mode():
-                ips = _rate(lambda x=x, b=b: (module(x), b)[1])
-            add("encoder (torch eager fp32)", b, ips)
-        for b in batches:
-            def torch_e2e(b=b) -> int:
-                with torch.inference_mode():
-                    for i in range(0, len(files), b):
-                        x = torch.from_numpy(enc.preprocess([enc.load(f) for f in files[i : i + b]]))
-                        out = module(x)
-                        emb = (out[0] if isinstance(out, tuple) else out).numpy()
-                        emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-                        decider.decide(emb)
-                return len(files)
-
-            add("end to end (torch eager fp32)", b, _rate(torch_e2e))
-        base = {(r["stage"].replace(" (torch eager fp32)", ""), r["batch"]): r["ips"] for r in rows if "torch eager" in r["stage"]}
+        base = torch_rows(module, enc, decider, files, engine.settings.threads, batches)
+        ref = {(r["stage"], r["batch"]): r["ips"] for r in base}
         for r in rows:
             key = (r["stage"].replace(" (onnxruntime)", ""), r["batch"])
-            if key in base and "torch" not in r["stage"]:
-                r["ratio"] = r["ips"] / base[key]
+            if key in ref:
+                r["ratio"] = r["ips"] / ref[key]
+        rows += [{**r, "stage": f"{r['stage']} (torch eager fp32)"} for r in base]
     return rows
+
+
+@dataclass(frozen=True)
+class Variant:
+    model: str
+    providers: str = "cpu"
+
+    @classmethod
+    def parse(cls, text: str) -> "Variant":
+        model, _, providers = text.partition("@")
+        return cls(model.strip(), providers.strip() or "cpu")
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} @ {self.providers}"

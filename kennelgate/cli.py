@@ -88,9 +88,19 @@ def model_build(
     std: str = typer.Option("0.229,0.224,0.225", help="Normalisation std (ONNX files)."),
     resize: str = typer.Option("shorter_center_crop", help="shorter_center_crop | squash | letterbox (ONNX files)."),
     crop_pct: float = typer.Option(0.875, help="Crop / resized short side (ONNX files)."),
+    int8: bool = typer.Option(False, "--int8", help="Also build NAME-int8: static INT8 (QDQ, per-channel)."),
+    fp16: bool = typer.Option(False, "--fp16", help="Also build NAME-fp16 (for GPUs)."),
+    calibration: Optional[Path] = typer.Option(
+        None, help="INT8 calibration photos: a folder (default: the gallery's stored photos)."
+    ),
+    calibration_n: int = typer.Option(300, help="At most this many calibration photos."),
+    calibration_method: str = typer.Option("percentile", help="minmax | percentile | entropy."),
 ) -> None:
-    """Export a model into the shared model cache."""
+    """Export a model into the shared model cache (and its INT8 / FP16 variants)."""
     s = _settings()
+    if int8 or fp16:
+        _build_variants(name, int8, fp16, calibration, calibration_n, calibration_method)
+        return
     if onnx_file is not None:
         from embedder.export import onnx_file as onnx_export
         from embedder.spec import PreprocessSpec
@@ -106,6 +116,43 @@ def model_build(
         with err_console.status(f"exporting {name} to ONNX…"):
             spec = registry.build_named(name, s.model_cache)
     console.print(f"built [bold]{spec.name}[/bold] ({spec.embedding_dim}-d, fingerprint {spec.fingerprint}) in {s.model_cache / spec.name}")
+
+
+def _calibration_photos(folder: Optional[Path], n: int) -> list[Path]:
+    import random
+
+    if folder is not None:
+        files = _expand([folder])
+    else:  # the photos the gallery was built from: what this shelter's cameras see
+        s = _settings()
+        files = sorted(p for p in s.photos_dir.rglob("*") if p.is_file()) if s.photos_dir.is_dir() else []
+    if not files:
+        _fail("no calibration photos: pass --calibration FOLDER or index some photos first")
+    random.Random(0).shuffle(files)
+    return files[:n]
+
+
+def _build_variants(name: str, int8: bool, fp16: bool, calibration: Optional[Path], n: int, method: str) -> None:
+    from embedder import registry
+    from embedder.export import compress
+
+    s = _settings()
+    src = registry.resolve(name, s.model_cache, on_build=announce_model_build)
+    if int8:
+        if method not in ("minmax", "percentile", "entropy"):
+            _fail(f"unknown calibration method {method!r}")
+        photos = _calibration_photos(calibration, n)
+        with progress_bar("INT8 calibration", len(photos)) as advance:
+            try:
+                spec = compress.quantize_int8(src, src.parent / f"{src.name}-int8", photos, method, advance)
+            except ValueError as exc:
+                _fail(str(exc))
+        console.print(f"built [bold]{spec.name}[/bold] (int8, fingerprint {spec.fingerprint})")
+    if fp16:
+        with err_console.status("converting to FP16…"):
+            spec = compress.convert_fp16(src, src.parent / f"{src.name}-fp16")
+        console.print(f"built [bold]{spec.name}[/bold] (fp16, fingerprint {spec.fingerprint})")
+    console.print("use it with --model NAME or KENNELGATE_MODEL; then `kennelgate index rebuild` re-embeds the gallery")
 
 
 @model_app.command("list")
@@ -362,14 +409,28 @@ def bench(
     n: int = typer.Option(64, help="Images per measurement."),
     baseline: bool = typer.Option(True, help="Also time PyTorch eager fp32 of the same encoder (needs torch)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the numbers as JSON here."),
+    variants: Optional[str] = typer.Option(
+        None, help="Compare model variants side by side, e.g. 'efficientnet-lite0@cpu,efficientnet-lite0-int8@cpu,"
+        "efficientnet-lite0-int8@openvino' (needs --eval-gallery and --eval-test)."
+    ),
+    eval_gallery: Optional[Path] = typer.Option(None, help="With --variants: ROOT/<species>/ photos to index."),
+    eval_test: Optional[Path] = typer.Option(None, help="With --variants: ROOT/<species>/ photos to evaluate."),
+    markdown_out: Optional[Path] = typer.Option(None, "--markdown", help="With --variants: write the tables here."),
 ) -> None:
-    """Images/s for decode+preprocess, encoder, search and end to end, batch 1 and 8."""
-    from kennelgate.bench import run_bench
+    """Images/s for decode+preprocess, encoder, search and end to end, batch 1 and 8.
 
-    engine = _engine()
+    With --variants: each model × runtime gets the same evaluation (accuracy, acceptance, unknowns
+    rejected) and the same timings, side by side with PyTorch eager fp32 as the baseline.
+    """
     files = _expand([images])[:n]
     if not files:
         _fail(f"no images in {images}")
+    if variants:
+        _bench_variants(variants, files, baseline, eval_gallery, eval_test, json_out, markdown_out)
+        return
+    from kennelgate.bench import run_bench
+
+    engine = _engine()
     try:
         engine.decider
     except GalleryError as exc:
@@ -381,6 +442,32 @@ def bench(
     console.print(table)
     if json_out:
         json_out.write_text(json.dumps(rows, indent=2))
+
+
+def _bench_variants(text: str, files, baseline: bool, gallery: Optional[Path], test: Optional[Path], json_out, markdown_out) -> None:
+    from rich.markdown import Markdown
+
+    from kennelgate.bench import Variant
+    from kennelgate.compare import compare_variants, markdown
+
+    if gallery is None or test is None:
+        _fail("--variants needs --eval-gallery and --eval-test (the same evaluation for every variant)")
+    chosen = [Variant.parse(v) for v in text.split(",") if v.strip()]
+    try:
+        gphotos, tphotos = scan_root(gallery), scan_root(test)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    with err_console.status("comparing…") as status:
+        result = compare_variants(
+            _settings(), chosen, gphotos, tphotos, files, baseline, status=lambda msg: status.update(msg)
+        )
+    text_md = markdown(result, command="kennelgate " + " ".join(sys.argv[1:]))
+    console.print(Markdown(text_md))
+    if json_out:
+        json_out.write_text(json.dumps(result, indent=2))
+    if markdown_out:
+        markdown_out.write_text(text_md)
+
 
 # --- service -------------------------------------------------------------------------------
 @app.command()

@@ -36,7 +36,7 @@ class HealthThresholds(BaseModel):
     occlusion_block_std: float = Field(5.0, description="a block with less grey-level spread than this is textureless")
     blur: float = Field(0.65, description="blur effect (0 sharp … 1 blurred, Crete et al.) above this = blurred")
     frozen_frames: int = Field(40, description="this many identical frames in a row = frozen feed (2 s at 20 fps)")
-    frozen_diff: float = Field(0.2, description="mean grey difference below this = identical frame")
+    frozen_diff: float = Field(0.1, description="mean grey difference (96x72 thumbnail) below this = identical frame")
 
     def merged(self, overrides: Optional[dict]) -> "HealthThresholds":
         return self.model_copy(update=overrides) if overrides else self
@@ -96,8 +96,8 @@ def _occlusion(g: np.ndarray, block_std: float) -> float:
     return float(np.bincount(labels.ravel())[1:].max() / flat.size)
 
 
-def measure(image: Image.Image, block_std: float = HealthThresholds().occlusion_block_std) -> tuple[FrameStats, np.ndarray]:
-    """The frame's statistics, and the grey copy (the freeze detector compares those)."""
+def measure(image: Image.Image, block_std: float = HealthThresholds().occlusion_block_std) -> FrameStats:
+    """The frame's statistics, on a grey copy of fixed size."""
     g = grey_copy(image)
     p5, p95 = np.percentile(g, [5, 95])
     median = float(np.median(g))
@@ -106,7 +106,7 @@ def measure(image: Image.Image, block_std: float = HealthThresholds().occlusion_
         uniform=float((np.abs(g - median) <= 6).mean()), blur=_blur(g),
         occlusion=_occlusion(g, block_std),
     )
-    return stats, g
+    return stats
 
 
 def judge(s: FrameStats, t: HealthThresholds) -> Health:
@@ -130,35 +130,39 @@ def judge(s: FrameStats, t: HealthThresholds) -> Health:
 def check(image: Image.Image, thresholds: HealthThresholds) -> Health:
     if not thresholds.enabled:
         return Health()
-    stats, _ = measure(image, thresholds.occlusion_block_std)
-    return judge(stats, thresholds)
+    return judge(measure(image, thresholds.occlusion_block_std), thresholds)
 
 
 class FreezeDetector:
-    """Counts identical frames in a row for one camera: a live sensor is never perfectly still."""
+    """Counts identical frames in a row for one camera: a live sensor is never perfectly still.
+
+    Works on the motion thumbnail (``kennelgate.motion``), which every frame gets, including
+    those the motion gate lets skip the rest of the pipeline.
+    """
 
     def __init__(self) -> None:
         self._last: Optional[np.ndarray] = None
         self._run = 0
         self._lock = threading.Lock()
 
-    def update(self, grey: np.ndarray, t: HealthThresholds) -> Optional[Health]:
+    def update(self, thumb: np.ndarray, t: HealthThresholds) -> Health:
+        if not t.enabled:
+            return Health()
         with self._lock:
-            same = self._last is not None and self._last.shape == grey.shape and float(
-                np.abs(self._last - grey).mean()
+            same = self._last is not None and self._last.shape == thumb.shape and float(
+                np.abs(self._last - thumb).mean()
             ) < t.frozen_diff
             self._run = self._run + 1 if same else 0
-            self._last = grey
+            self._last = thumb
             run = self._run
         if run + 1 >= t.frozen_frames:
             return Health("frozen", f"frozen feed: {run + 1} identical frames in a row")
-        return None
+        return Health()
 
 
 def check_stream(image: Image.Image, thresholds: HealthThresholds, freeze: FreezeDetector) -> Health:
-    """``check`` plus the frozen-feed test for frames of one camera, in order."""
-    if not thresholds.enabled:
-        return Health()
-    stats, grey = measure(image, thresholds.occlusion_block_std)
-    frozen = freeze.update(grey, thresholds)
-    return frozen or judge(stats, thresholds)
+    """``check`` plus the frozen-feed test, for frames of one camera in order."""
+    from kennelgate.motion import grey_thumb
+
+    frozen = freeze.update(grey_thumb(image), thresholds)
+    return frozen if not frozen.ok else check(image, thresholds)

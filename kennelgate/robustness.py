@@ -94,7 +94,7 @@ class SuiteRunner:
 
     def _gate(self, frames: Sequence[Image.Image]) -> list[tuple[FrameStats, str]]:
         def one(im: Image.Image) -> tuple[FrameStats, str]:
-            stats, _ = measure(im, self.thresholds.occlusion_block_std)
+            stats = measure(im, self.thresholds.occlusion_block_std)
             return stats, judge(stats, self.thresholds).fault
 
         return list(self.pool.map(one, frames))
@@ -246,7 +246,7 @@ def gate_detection(conditions: Sequence[ConditionResult], thresholds: HealthThre
                 "named_right": sum(c.faults.get(fault, 0) for c in rows) / n,
             }
     synth = synthetic_faults(150, seed)["no_signal"]
-    named = sum(judge(measure(im)[0], thresholds).fault == "no_signal" for im in synth)
+    named = sum(judge(measure(im), thresholds).fault == "no_signal" for im in synth)
     out["no_signal"] = {"source": "synthetic: black, flat colour, on-screen message", "frames": len(synth),
                         "stopped": named / len(synth), "named_right": named / len(synth)}
     out["frozen"] = frozen_detection(thresholds, seed)

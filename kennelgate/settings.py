@@ -33,10 +33,11 @@ class Settings(BaseSettings):
     # Decision
     method: Literal["knn", "prototype"] = "knn"
     k: int = Field(5, description="neighbours averaged for the kNN score (measured best: docs/results.md)")
-    # 0.9, not 0.99: at 0.99, 6.8% of unknown-animal scenes (raccoons) opened a door; at 0.9,
-    # 0.45%, while 89.5% of cat/dog frames are still accepted (docs/corruptions.md).
+    # 0.85, not 0.99: a wrong open is the costly error. On the corruption suite's clean frames
+    # 0.99 let 6.8% of test scenes (mostly raccoons) open a door, 0.9 0.45%, 0.85 0.45% with
+    # JPEG/fog/glare kept ≤ 0.5% too, at 84% of cat/dog frames accepted (docs/corruptions.md).
     target_accept: float = Field(
-        0.9, description="share of a species' own photos (leave-one-out) that must still be accepted"
+        0.85, description="share of a species' own photos (leave-one-out) that must still be accepted"
     )
     target_far: float = Field(0.01, description="false-accept rate wanted on photos filed under 'other'")
     reject_ambiguous: bool = Field(
@@ -68,6 +69,12 @@ class Settings(BaseSettings):
     upload_max_files: int = Field(5000, description="files per upload request (zip entries included)")
     upload_max_total_bytes: int = Field(2 * 1024**3, description="uncompressed bytes per upload request")
     index_poll_seconds: float = Field(1.0, description="how often the API looks for a new index version")
+
+    # Motion gating: an unchanged scene reuses the last answer instead of running the encoder
+    motion_threshold: float = Field(
+        2.5, description="mean grey-level change (0-255, on a 96x72 thumbnail) that counts as a new scene; 0 = off"
+    )
+    motion_max_skip: int = Field(10, description="classify at least every this many frames even in a still scene")
 
     # Monitoring and alerts
     fault_alert_window: int = Field(20, description="camera-fault alert: frames looked at")

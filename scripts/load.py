@@ -7,6 +7,12 @@ Prints frames/s and client-side latency percentiles per level; ``--json`` keeps 
 
     python scripts/load.py --kennels 1,2,4 --fps 20 --seconds 15
     python scripts/load.py --url http://127.0.0.1:8000 --admin-token $KENNELGATE_ADMIN_TOKEN
+    python scripts/load.py --scene static --kennels 10 --compare-gating   # idle kennels, CPU share
+
+``--scene static`` is an empty doorway: each kennel's camera sends the same view with fresh
+sensor noise in every frame (a live camera, not a frozen one). The server's CPU share (its
+process CPU time over wall time × cores) is reported per level; ``--compare-gating`` runs the
+same levels again on a server with motion gating off, in the same command.
 """
 
 from __future__ import annotations
@@ -43,8 +49,8 @@ def _zip(folder: str, files: list[Path]) -> bytes:
     return buf.getvalue()
 
 
-def _start_server(home: Path, port: int, token: str) -> subprocess.Popen:
-    env = {**os.environ, "KENNELGATE_HOME": str(home), "KENNELGATE_ADMIN_TOKEN": token}
+def _start_server(home: Path, port: int, token: str, extra_env: Optional[dict] = None) -> subprocess.Popen:
+    env = {**os.environ, "KENNELGATE_HOME": str(home), "KENNELGATE_ADMIN_TOKEN": token, **(extra_env or {})}
     proc = subprocess.Popen(
         [sys.executable, "-m", "kennelgate.cli", "serve", "--port", str(port), "--log-level", "warning"],
         env=env, stdout=subprocess.DEVNULL, stderr=open(home / "server.log", "wb"),
@@ -102,19 +108,55 @@ async def _kennel_loop(client, kid, headers, frames, fps, until, lat, server_ms,
         i += 1
 
 
-async def _level(url, kennels, frames, fps, seconds) -> dict:
+def _cpu_seconds(pid: Optional[int]) -> Optional[float]:
+    """User + system CPU time of a process (Linux /proc), or None."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def static_scenes(n_kennels: int, frames_each: int = 30, seed: int = 0) -> list[list[bytes]]:
+    """Per kennel: one real photo as the empty doorway, each frame with new sensor noise (σ=2)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    views = sorted((DATASETS / "others_objects").iterdir())
+    out = []
+    for k in range(n_kennels):
+        base = np.asarray(Image.open(views[k % len(views)]).convert("RGB"), np.float32)
+        frames = []
+        for _ in range(frames_each):
+            buf = io.BytesIO()
+            noisy = np.clip(base + rng.normal(0, 2.0, base.shape), 0, 255).astype(np.uint8)
+            Image.fromarray(noisy).save(buf, "JPEG", quality=90)
+            frames.append(buf.getvalue())
+        out.append(frames)
+    return out
+
+
+async def _level(url, kennels, frames, fps, seconds, pid: Optional[int] = None) -> dict:
+    """``frames``: one list shared by all kennels, or one list per kennel."""
     lat: list[float] = []
     server_ms: list[float] = []
     errors: list = []
     limits = httpx.Limits(max_connections=len(kennels) + 4)
     async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+        per_kennel = frames if isinstance(frames[0], list) else [frames] * len(kennels)
         # Warm-up: one frame per kennel outside the measurement.
-        for kid, h in kennels:
-            await client.post(f"/v1/kennels/{kid}/frames", content=frames[0], headers=h)
+        for (kid, h), fr in zip(kennels, per_kennel):
+            await client.post(f"/v1/kennels/{kid}/frames", content=fr[0], headers=h)
+        cpu0 = _cpu_seconds(pid)
         t0 = time.perf_counter()
         until = t0 + seconds
-        await asyncio.gather(*[_kennel_loop(client, kid, h, frames, fps, until, lat, server_ms, errors) for kid, h in kennels])
+        await asyncio.gather(*[
+            _kennel_loop(client, kid, h, fr, fps, until, lat, server_ms, errors) for (kid, h), fr in zip(kennels, per_kennel)
+        ])
         elapsed = time.perf_counter() - t0
+        cpu1 = _cpu_seconds(pid)
     ms = np.array(lat) * 1000.0
     return {
         "kennels": len(kennels),
@@ -127,6 +169,7 @@ async def _level(url, kennels, frames, fps, seconds) -> dict:
         "server_p50_ms": round(statistics.median(server_ms), 1) if server_ms else None,
         "frames": len(lat),
         "errors": len(errors),
+        "server_cpu_pct": round(100 * (cpu1 - cpu0) / (elapsed * os.cpu_count()), 1) if cpu0 is not None and cpu1 is not None else None,
     }
 
 
@@ -134,36 +177,56 @@ def main(
     kennels: str = typer.Option("1,2,3,4", help="Comma list of kennel counts to run, one level each."),
     fps: float = typer.Option(20.0, help="Frames per second each kennel posts."),
     seconds: float = typer.Option(15.0, help="Duration of each level."),
+    scene: str = typer.Option("moving", help="moving: a different dog photo each frame; static: empty doorways."),
+    compare_gating: bool = typer.Option(False, help="Run the levels again on a server with motion gating off."),
     url: Optional[str] = typer.Option(None, help="Use a running server instead of starting one."),
+    server_pid: Optional[int] = typer.Option(None, help="With --url: the server's pid, to report its CPU share."),
     admin_token: str = typer.Option("load-admin", envvar="KENNELGATE_ADMIN_TOKEN", help="Admin token for setup."),
     photos: int = typer.Option(300, help="Photos per species to index when the server has no index."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results here."),
 ) -> None:
-    """Frames/s and p50/p99 latency for N kennels posting at --fps each, on loopback."""
+    """Frames/s, p50/p99 latency and server CPU for N kennels posting at --fps each, on loopback."""
     levels = [int(x) for x in kennels.split(",")]
+    if scene not in ("moving", "static"):
+        raise typer.BadParameter("--scene is moving or static")
+    if scene == "static":
+        frames = static_scenes(max(levels))
+    else:
+        frames = [f.read_bytes() for f in sorted((DATASETS / "catsdogs" / "dog").iterdir())[-50:]]
+    runs = [("motion gating on", {})]
+    if compare_gating:
+        runs.append(("motion gating off", {"KENNELGATE_MOTION_THRESHOLD": "0"}))
+    results = []
+    for label, extra in runs:
+        results += [{"server": label, **r} for r in _run_levels(levels, frames, fps, seconds, url, server_pid, admin_token, photos, extra)]
+    table = Table("server", "kennels", "target fps", "achieved fps", "p50 ms", "p99 ms", "server p50 ms", "server CPU", "errors",
+                  title=f"KennelGate load on loopback ({os.cpu_count()} cores, scene: {scene})")
+    for r in results:
+        cpu = f"{r['server_cpu_pct']}%" if r["server_cpu_pct"] is not None else "n/a"
+        table.add_row(r["server"], *(str(r[k]) for k in ("kennels", "target_fps", "achieved_fps", "p50_ms", "p99_ms", "server_p50_ms")), cpu, str(r["errors"]))
+    console.print(table)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps({"fps_per_kennel": fps, "seconds": seconds, "scene": scene, "levels": results}, indent=2))
+
+
+def _run_levels(levels, frames, fps, seconds, url, server_pid, admin_token, photos, extra_env) -> list[dict]:
     proc, tmp = None, None
     if url is None:
         tmp = tempfile.TemporaryDirectory(prefix="kennelgate-load-")
         port = 18000 + os.getpid() % 1000
         with console.status("starting kennelgate serve…"):
-            proc = _start_server(Path(tmp.name), port, admin_token)
-        url = f"http://127.0.0.1:{port}"
+            proc = _start_server(Path(tmp.name), port, admin_token, extra_env)
+        url, server_pid = f"http://127.0.0.1:{port}", proc.pid
     try:
         admin = {"Authorization": f"Bearer {admin_token}"}
         all_kennels = _setup(url, admin, max(levels), photos)
-        frames = [f.read_bytes() for f in sorted((DATASETS / "catsdogs" / "dog").iterdir())[-50:]]
         results = []
         for n in levels:
             with console.status(f"{n} kennel(s) × {fps:g} fps for {seconds:g}s…"):
-                results.append(asyncio.run(_level(url, all_kennels[:n], frames, fps, seconds)))
-        table = Table("kennels", "target fps", "achieved fps", "per kennel", "p50 ms", "p95 ms", "p99 ms", "server p50 ms", "errors",
-                      title=f"KennelGate load on loopback ({os.cpu_count()} cores; frames: real 500x375-ish JPEGs)")
-        for r in results:
-            table.add_row(*(str(r[k]) for k in ("kennels", "target_fps", "achieved_fps", "per_kennel_fps", "p50_ms", "p95_ms", "p99_ms", "server_p50_ms", "errors")))
-        console.print(table)
-        if json_out:
-            json_out.parent.mkdir(parents=True, exist_ok=True)
-            json_out.write_text(json.dumps({"fps_per_kennel": fps, "seconds": seconds, "levels": results}, indent=2))
+                use = frames[:n] if isinstance(frames[0], list) else frames
+                results.append(asyncio.run(_level(url, all_kennels[:n], use, fps, seconds, server_pid)))
+        return results
     finally:
         if proc is not None:
             proc.terminate()

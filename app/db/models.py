@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
 )
+from sqlalchemy.sql.expression import false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # Stable constraint names, so migrations can refer to them on SQLite and PostgreSQL alike.
@@ -124,6 +125,7 @@ class DecisionRecord(Base):
     reason: Mapped[str] = mapped_column(String(500))
     error: Mapped[bool] = mapped_column(Boolean, default=False)  # the frame itself failed (bad image, internal)
     health: Mapped[str] = mapped_column(String(20), default="ok", server_default="ok")  # "ok" or the camera fault
+    reused: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # motion gate: answer reused
     latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
     model: Mapped[str] = mapped_column(String(100), default="")  # encoder fingerprint
     index_version: Mapped[str] = mapped_column(String(20), default="")

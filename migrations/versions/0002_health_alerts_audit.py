@@ -1,4 +1,4 @@
-"""frame health, per-kennel gate overrides, alerts, threshold audit trail
+"""frame health, motion-gate reuse flag, per-kennel gate overrides, alerts, threshold audit trail
 
 Revision ID: 0002
 Revises: 0001
@@ -19,6 +19,7 @@ BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 def upgrade() -> None:
     with op.batch_alter_table("decisions") as batch:
         batch.add_column(sa.Column("health", sa.String(length=20), server_default="ok", nullable=False))
+        batch.add_column(sa.Column("reused", sa.Boolean(), server_default=sa.false(), nullable=False))
     with op.batch_alter_table("kennels") as batch:
         batch.add_column(sa.Column("health", sa.JSON(), nullable=True))
     op.create_table(
@@ -55,4 +56,5 @@ def downgrade() -> None:
     with op.batch_alter_table("kennels") as batch:
         batch.drop_column("health")
     with op.batch_alter_table("decisions") as batch:
+        batch.drop_column("reused")
         batch.drop_column("health")
