@@ -20,7 +20,7 @@ COPY index index
 COPY kennelgate kennelgate
 COPY migrations migrations
 COPY scripts scripts
-RUN pip install --no-cache-dir . && useradd --system --home /data kennelgate && mkdir -p /data && chown kennelgate /data
+RUN pip install --no-cache-dir '.[openvino]' && useradd --system --home /data kennelgate && mkdir -p /data && chown kennelgate /data
 COPY --from=export /models /models
 ENV KENNELGATE_MODEL_CACHE=/models KENNELGATE_HOME=/data KENNELGATE_BIN=kennelgate
 USER kennelgate

@@ -56,17 +56,24 @@ class Authenticator:
         self._cache: dict[str, tuple[float, Optional[Principal]]] = {}
         self._lock = threading.Lock()
 
-    def identify(self, token: str) -> Optional[Principal]:
+    MISS = object()
+
+    def cached(self, token: str):
+        """The answer without touching the database, or ``Authenticator._MISS``."""
         if not token:
             return None
         if self.bootstrap and hmac.compare_digest(token.encode(), self.bootstrap.encode()):
             return Principal("admin")
+        with self._lock:
+            hit = self._cache.get(hash_token(token))
+        return hit[1] if hit and hit[0] > time.monotonic() else self.MISS
+
+    def identify(self, token: str) -> Optional[Principal]:
+        who = self.cached(token)
+        if who is not self.MISS:
+            return who
         digest = hash_token(token)
         now = time.monotonic()
-        with self._lock:
-            hit = self._cache.get(digest)
-        if hit and hit[0] > now:
-            return hit[1]
         with self.db.session() as s:
             row = s.scalar(select(Token).where(Token.token_hash == digest, Token.revoked_at.is_(None)))
             who = Principal(row.kind, row.kennel_id, row.id) if row else None

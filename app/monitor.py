@@ -83,6 +83,9 @@ class Drift:
         self.rate_delta, self.ks = rate_delta, ks
         self.raised = False
         self._since_check = 0
+        self.last_shifts: Optional[dict] = None
+
+    CHECK_EVERY = 10  # frames; the comparison costs more than the frame it follows
 
     def add(self, o: Observation) -> Optional[AlertEvent]:
         if len(self.reference) < self.reference.maxlen:
@@ -90,10 +93,10 @@ class Drift:
             return None
         self.current.append(o)
         self._since_check += 1
-        if len(self.current) < self.current.maxlen or self._since_check < 5:
+        if len(self.current) < self.current.maxlen or self._since_check < min(self.CHECK_EVERY, self.current.maxlen):
             return None
         self._since_check = 0
-        shifts = self.shifts()
+        shifts = self.last_shifts = self.shifts()
         over = {k: v for k, v in shifts.items() if v is not None and v > self._limit(k)}
         if not self.raised and over:
             self.raised = True
@@ -170,7 +173,7 @@ class Monitoring:
         for event in events:
             if event is not None:
                 self._emit(AlertEvent(kennel_id, event.kind, event.state, event.detail))
-        if drift._since_check == 0 and drift.current:
+        if drift._since_check == 0 and drift.last_shifts is not None:
             self._export(k, drift)
 
     def _export(self, k: str, drift: Drift) -> None:
@@ -178,7 +181,7 @@ class Monitoring:
         for name in RATES:
             self.metrics.kennel_rate.labels(k, name, "reference").set(ref[name] or 0.0)
             self.metrics.kennel_rate.labels(k, name, "current").set(cur[name] or 0.0)
-        ks = drift.shifts()["score_ks"]
+        ks = drift.last_shifts["score_ks"]
         if ks is not None:
             self.metrics.kennel_score_ks.labels(k).set(ks)
 
@@ -217,6 +220,7 @@ class Monitoring:
         with self._lock:
             was = drift.raised
             drift.reset()
+            self.metrics.kennel_drift.labels(str(kennel_id)).set(0)
         if was:
             self._emit(AlertEvent(kennel_id, "drift", "cleared", {"reason": "reference reset by an admin"}))
 

@@ -148,6 +148,9 @@ class Encoder:
     ) -> None:
         self.model_dir = Path(model_dir)
         self.spec = ModelSpec.load(self.model_dir)
+        if providers == "auto" and self.spec.precision == "int8" and openvino_runtime.available():
+            # onnxruntime's INT8 CPU kernels cost accuracy here; OpenVINO's do not (docs/benchmarks.md).
+            providers = "openvino"
         self.session = make_session(self.model_dir / MODEL_FILE, providers, threads)
         self.limits = limits
         outputs = [self.spec.embedding_output]

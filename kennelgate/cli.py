@@ -94,7 +94,7 @@ def model_build(
         None, help="INT8 calibration photos: a folder (default: the gallery's stored photos)."
     ),
     calibration_n: int = typer.Option(300, help="At most this many calibration photos."),
-    calibration_method: str = typer.Option("percentile", help="minmax | percentile | entropy."),
+    calibration_method: str = typer.Option("minmax", help="minmax | percentile | entropy."),
 ) -> None:
     """Export a model into the shared model cache (and its INT8 / FP16 variants)."""
     s = _settings()

@@ -33,7 +33,7 @@ def thumbnail(data: bytes, limits: ImageLimits = ImageLimits()) -> np.ndarray:
                 w, h = probe.size
                 if w * h > limits.max_pixels:
                     raise ImageError(f"image too large ({w}x{h})")
-                probe.draft("L", (THUMB_SIZE[0] * 2, THUMB_SIZE[1] * 2))
+                probe.draft("L", THUMB_SIZE)  # DCT scaling: never below the thumbnail's size
                 probe.load()
                 small = probe.convert("L")
             else:

@@ -74,7 +74,9 @@ class Settings(BaseSettings):
     motion_threshold: float = Field(
         2.5, description="mean grey-level change (0-255, on a 96x72 thumbnail) that counts as a new scene; 0 = off"
     )
-    motion_max_skip: int = Field(10, description="classify at least every this many frames even in a still scene")
+    motion_max_skip: int = Field(
+        40, description="classify at least every this many frames (2 s at 20 fps) even in a still scene"
+    )
 
     # Monitoring and alerts
     fault_alert_window: int = Field(20, description="camera-fault alert: frames looked at")

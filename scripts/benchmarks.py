@@ -133,7 +133,7 @@ def main(
     calib = [p.path for p in gallery]
     random.Random(0).shuffle(calib)
     with progress_bar("INT8 calibration", 300) as advance:
-        compress.quantize_int8(base, base.parent / f"{base.name}-int8", calib[:300], "percentile", advance)
+        compress.quantize_int8(base, base.parent / f"{base.name}-int8", calib[:300], on_progress=advance)
     compress.convert_fp16(base, base.parent / f"{base.name}-fp16")
     bench_files = sorted((data / "catsdogs" / "cat").iterdir())[:n]
     t0 = time.time()

@@ -11,6 +11,7 @@ own Gallery / calibrate / Decider / evaluate.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -51,6 +52,11 @@ def make_gallery(engine: Engine, groups: dict[str, tuple[np.ndarray, list[Labele
     for name, (vecs, photos) in groups.items():
         g.add(name, SpeciesPhotos(vecs, [str(p.path) for p in photos], [p.breed for p in photos]))
     return g
+
+
+def _command(settings: Settings) -> str:
+    env = "" if settings.model == "efficientnet-lite0" else f"KENNELGATE_MODEL={settings.model} "
+    return env + "python " + " ".join(sys.argv)
 
 
 def measure(engine: Engine, data: Path, cache: Path, folds: int = 5, seed: int = 0) -> tuple[dict, dict]:
@@ -179,9 +185,9 @@ def main(
 
     pct = lambda v: f"{100 * v[0]:.2f}% ± {100 * v[1]:.2f}"  # noqa: E731
     lines = [
-        "# Measured results (default model: EfficientNet-Lite0, ImageNet weights)",
+        f"# Measured results (model: {settings.model}, providers: {settings.providers})",
         "",
-        f"Command: `python scripts/crossval.py` ({folds}-fold CV, seed {seed}, k={settings.k}, "
+        f"Command: `{_command(settings)}` ({folds}-fold CV, seed {seed}, k={settings.k}, "
         f"target_accept={settings.target_accept}). Gallery: 4 folds of `catsdogs/` (1600 photos); "
         "test: the 5th fold (400) + `others/` and `others_objects/` (198 unknowns, never in the gallery). "
         "Thresholds are calibrated from the gallery alone (leave-one-out). Mean ± std over folds.",

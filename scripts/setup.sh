@@ -8,4 +8,4 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 # torch 2.14.1 + torchvision 0.29.1 are the pair that import together here (timm/open_clip need both).
-.venv/bin/python -m pip install -q -e '.[export,eval,test]'
+.venv/bin/python -m pip install -q -e '.[export,eval,openvino,test]'

@@ -7,21 +7,28 @@ from typing import Annotated, Optional
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from app.auth import Principal
+from starlette.concurrency import run_in_threadpool
+
+from app.auth import Authenticator, Principal
 from app.service import Service
 
 bearer = HTTPBearer(auto_error=False, description="admin token, or a kennel's device token for its frames")
 
 
-def get_service(request: Request) -> Service:
+# Plain logic: async, so FastAPI runs it on the event loop instead of a threadpool hop per request.
+async def get_service(request: Request) -> Service:
     return request.app.state.service
 
 
 ServiceDep = Annotated[Service, Depends(get_service)]
 
 
-def _principal(service: ServiceDep, creds: Optional[HTTPAuthorizationCredentials] = Depends(bearer)) -> Principal:
-    who = service.auth.identify(creds.credentials) if creds else None
+async def _principal(service: ServiceDep, creds: Optional[HTTPAuthorizationCredentials] = Depends(bearer)) -> Principal:
+    # Every frame carries a token: answer from the cache on the event loop, and go to the
+    # database (in a worker thread) only on a miss.
+    who = service.auth.cached(creds.credentials) if creds else None
+    if who is Authenticator.MISS:
+        who = await run_in_threadpool(service.auth.identify, creds.credentials)
     if who is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "missing or invalid token (Authorization: Bearer <token>)",
@@ -30,13 +37,13 @@ def _principal(service: ServiceDep, creds: Optional[HTTPAuthorizationCredentials
     return who
 
 
-def require_admin(who: Principal = Depends(_principal)) -> Principal:
+async def require_admin(who: Principal = Depends(_principal)) -> Principal:
     if who.kind != "admin":
         raise HTTPException(status.HTTP_403_FORBIDDEN, "this endpoint needs an admin token")
     return who
 
 
-def require_device_or_admin(kennel_id: int, who: Principal = Depends(_principal)) -> Principal:
+async def require_device_or_admin(kennel_id: int, who: Principal = Depends(_principal)) -> Principal:
     if who.kind == "admin" or who.kennel_id == kennel_id:
         return who
     raise HTTPException(status.HTTP_403_FORBIDDEN, "this device token belongs to another kennel")
