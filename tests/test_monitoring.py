@@ -87,6 +87,18 @@ def _dark(path) -> bytes:
     return _jpeg(Image.fromarray((arr * 0.12).astype(np.uint8)))
 
 
+def _photos(species: str) -> list:
+    return sorted((DATASETS / "catsdogs" / species).iterdir())
+
+
+def _kennel_with_gallery(c: httpx.Client, name: str, admits: list[str], per_species: int):
+    """A kennel, its device token, cats and dogs indexed, and a function posting one frame."""
+    kid, tok = _kennel(c, name, admits)
+    _upload(c, "cat", [("c.zip", _zip_folder("cat", _photos("cat")[:per_species]))])
+    _upload(c, "dog", [("d.zip", _zip_folder("dog", _photos("dog")[:per_species]))])
+    return kid, tok, lambda data: c.post(f"/v1/kennels/{kid}/frames", content=data, headers=tok).json()
+
+
 def _wait(pred, timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -121,12 +133,9 @@ def monitored(server_env, start_server):
 
 def test_dark_frames_raise_camera_fault_and_drift_on_mqtt_and_webhook(monitored):
     srv, prefix, hook, sub = monitored
-    cats, dogs = sorted((DATASETS / "catsdogs" / "cat").iterdir()), sorted((DATASETS / "catsdogs" / "dog").iterdir())
+    cats, dogs = _photos("cat"), _photos("dog")
     with httpx.Client(base_url=srv.url, timeout=60) as c:
-        kid, tok = _kennel(c, "dogs", ["dog"])
-        _upload(c, "cat", [("c.zip", _zip_folder("cat", cats[:60]))])
-        _upload(c, "dog", [("d.zip", _zip_folder("dog", dogs[:60]))])
-        post = lambda data: c.post(f"/v1/kennels/{kid}/frames", content=data, headers=tok).json()  # noqa: E731
+        kid, tok, post = _kennel_with_gallery(c, "dogs", ["dog"], 60)
 
         # Reference: ordinary traffic, dogs and cats at the door.
         for f in (dogs[500:510] + cats[500:510]):
@@ -186,13 +195,9 @@ def test_dark_frames_raise_camera_fault_and_drift_on_mqtt_and_webhook(monitored)
 
 def test_foreign_animals_raise_drift_and_a_frozen_feed_is_caught(monitored):
     srv, prefix, hook, sub = monitored
-    cats, dogs = sorted((DATASETS / "catsdogs" / "cat").iterdir()), sorted((DATASETS / "catsdogs" / "dog").iterdir())
-    others = sorted((DATASETS / "others").iterdir())
+    cats, dogs, others = _photos("cat"), _photos("dog"), sorted((DATASETS / "others").iterdir())
     with httpx.Client(base_url=srv.url, timeout=60) as c:
-        kid, tok = _kennel(c, "cats", ["cat"])
-        _upload(c, "cat", [("c.zip", _zip_folder("cat", cats[:60]))])
-        _upload(c, "dog", [("d.zip", _zip_folder("dog", dogs[:60]))])
-        post = lambda data: c.post(f"/v1/kennels/{kid}/frames", content=data, headers=tok).json()  # noqa: E731
+        kid, tok, post = _kennel_with_gallery(c, "cats", ["cat"], 60)
         for f in (cats[600:610] + dogs[600:610]):
             post(f.read_bytes())
         drift_after = None
@@ -213,11 +218,9 @@ def test_foreign_animals_raise_drift_and_a_frozen_feed_is_caught(monitored):
 
 def test_manual_thresholds_change_at_run_time_and_are_audited(monitored):
     srv, _, _, _ = monitored
-    cats, dogs = sorted((DATASETS / "catsdogs" / "cat").iterdir()), sorted((DATASETS / "catsdogs" / "dog").iterdir())
+    dogs = _photos("dog")
     with httpx.Client(base_url=srv.url, timeout=60) as c:
-        kid, tok = _kennel(c, "dogs", ["dog"])
-        _upload(c, "cat", [("c.zip", _zip_folder("cat", cats[:40]))])
-        _upload(c, "dog", [("d.zip", _zip_folder("dog", dogs[:40]))])
+        kid, tok, _ = _kennel_with_gallery(c, "dogs", ["dog"], 40)
         frame = dogs[800].read_bytes()
         assert c.post(f"/v1/kennels/{kid}/frames", content=frame, headers=tok).json()["species"] == "dog"
 
@@ -249,14 +252,12 @@ def test_motion_gating_reuses_the_answer_while_the_scene_is_still(server_env, st
     """A live camera on a still scene: new sensor noise every frame, one encoder run per N frames."""
     need_datasets()
     srv = start_server({**server_env, "KENNELGATE_MOTION_MAX_SKIP": "5"})
-    cats, dogs = sorted((DATASETS / "catsdogs" / "cat").iterdir()), sorted((DATASETS / "catsdogs" / "dog").iterdir())
+    cats, dogs = _photos("cat"), _photos("dog")
     rng = np.random.default_rng(0)
     base = np.asarray(Image.open(dogs[850]).convert("RGB"), np.float32)
     still = [_jpeg(Image.fromarray(np.clip(base + rng.normal(0, 2, base.shape), 0, 255).astype(np.uint8))) for _ in range(12)]
     with httpx.Client(base_url=srv.url, timeout=60) as c:
-        kid, tok = _kennel(c, "dogs", ["dog"])
-        _upload(c, "cat", [("c.zip", _zip_folder("cat", cats[:40]))])
-        _upload(c, "dog", [("d.zip", _zip_folder("dog", dogs[:40]))])
+        kid, tok, _ = _kennel_with_gallery(c, "dogs", ["dog"], 40)
         answers = [c.post(f"/v1/kennels/{kid}/frames", content=f, headers=tok).json() for f in still]
         assert [a["reused"] for a in answers] == [False] + [True] * 5 + [False] + [True] * 5
         assert {a["species"] for a in answers} == {"dog"} and all(a["health"] == "ok" for a in answers)

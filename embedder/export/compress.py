@@ -82,13 +82,8 @@ def quantize_int8(
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=calibrate,
             extra_options={"CalibTensorRangeSymmetric": False, "CalibMovingAverage": False},
         )
-        spec = src.model_copy(update={
-            "name": Path(out_dir).name, "precision": "int8", "sha256": file_sha256(tmp / MODEL_FILE),
-            "source": f"{src.source}; static INT8 QDQ per-channel 7-bit, {method} calibration on {len(photos)} photos",
-            "extra": {**src.extra, "quantized_from": src.name},
-        })
-        spec.save(tmp)
-    return spec
+        note = f"static INT8 QDQ per-channel 7-bit, {method} calibration on {len(photos)} photos"
+        return _save_variant(src, tmp, Path(out_dir).name, "int8", note, "quantized_from")
 
 
 def convert_fp16(src_dir: Path, out_dir: Path) -> ModelSpec:
@@ -103,12 +98,16 @@ def convert_fp16(src_dir: Path, out_dir: Path) -> ModelSpec:
         cos = min_cosine(src_dir / MODEL_FILE, tmp / MODEL_FILE, src)
         if cos < MIN_COSINE_FP16:
             raise RuntimeError(f"FP16 embeddings drift from fp32 (lowest cosine {cos:.5f} < {MIN_COSINE_FP16})")
-        spec = src.model_copy(update={
-            "name": Path(out_dir).name, "precision": "fp16", "sha256": file_sha256(tmp / MODEL_FILE),
-            "source": f"{src.source}; FP16 (lowest cosine to fp32 {cos:.5f})",
-            "extra": {**src.extra, "converted_from": src.name},
-        })
-        spec.save(tmp)
+        return _save_variant(src, tmp, Path(out_dir).name, "fp16", f"FP16 (lowest cosine to fp32 {cos:.5f})", "converted_from")
+
+
+def _save_variant(src: ModelSpec, model_dir: Path, name: str, precision: str, note: str, origin_key: str) -> ModelSpec:
+    """The variant's spec: the source's preprocessing, its own weights hash (so its own fingerprint)."""
+    spec = src.model_copy(update={
+        "name": name, "precision": precision, "sha256": file_sha256(model_dir / MODEL_FILE),
+        "source": f"{src.source}; {note}", "extra": {**src.extra, origin_key: src.name},
+    })
+    spec.save(model_dir)
     return spec
 
 
