@@ -160,7 +160,11 @@ def model_list() -> None:
     """Models in the shared cache."""
     from embedder.registry import list_models
 
-    table = Table("name", "dim", "precision", "fingerprint", "source")
+    table = Table()
+    table.add_column("name", no_wrap=True)
+    for col in ("dim", "precision", "fingerprint"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("source", overflow="fold")
     for spec in list_models(_settings().model_cache):
         table.add_row(spec.name, str(spec.embedding_dim), spec.precision, spec.fingerprint, spec.source)
     console.print(table)

@@ -78,7 +78,8 @@ def write_suite_report(result: SuiteResult, out_dir: Path, command: str = "") ->
         "",
         f"- Clean: accuracy {_pct(clean.accuracy)}, wrong accepts per frame {_pct(clean.wrong_accept_frame, 2)}, "
         f"wrong opens {_pct(clean.wrong_open_window, 2)}, gate false alarms {_pct(clean.gate_rate, 2)}.",
-        f"- Worst condition for wrong opens: **{worst.corruption} {worst.severity or ''}**: {_pct(worst.wrong_open_window, 2)} "
+        f"- Worst condition for wrong opens: **{worst.corruption}{f' {worst.severity}' if worst.severity else ''}**: "
+        f"{_pct(worst.wrong_open_window, 2)} "
         f"({worst.wrong_open_windows} of {worst.frames}).",
         "",
         f"![heat-map]({png.name})",

@@ -24,5 +24,8 @@ $KG gallery add raccoon "$WORK/raccoon"
 $KG gallery list
 $KG classify "$DATA/catsdogs/cat/cat.999.jpg" "$DATA/catsdogs/dog/dog.999.jpg" "$DATA/raccoon/raccoon-200.jpg" \
   "$DATA/others/n02119789_kit_fox.JPEG" "$DATA/others_objects/n02666196_abacus.JPEG" "$DATA/badfiles"
-$KG eval --gallery "$WORK/gallery" --test "$WORK/test" --report "$KENNELGATE_HOME/report"
-echo "report: $KENNELGATE_HOME/report/report.md"
+# The evaluation, and the same test through five camera faults at severity 3 (health gate +
+# door window; the full 13 × 5 suite: scripts/corruption_suite.py, docs/corruptions.md).
+$KG eval --gallery "$WORK/gallery" --test "$WORK/test" --report "$KENNELGATE_HOME/report" \
+  --corruptions --only dark,night_ir,fog,mud,motion_blur --severities 3
+echo "reports: $KENNELGATE_HOME/report/report.md, $KENNELGATE_HOME/report/corruptions.md"
