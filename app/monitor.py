@@ -82,7 +82,7 @@ class Drift:
         self.current: deque[Observation] = deque(maxlen=window)
         self.rate_delta, self.ks = rate_delta, ks
         self.raised = False
-        self._since_check = 0
+        self.since_check = 0
         self.last_shifts: Optional[dict] = None
 
     CHECK_EVERY = 10  # frames; the comparison costs more than the frame it follows
@@ -92,10 +92,10 @@ class Drift:
             self.reference.append(o)
             return None
         self.current.append(o)
-        self._since_check += 1
-        if len(self.current) < self.current.maxlen or self._since_check < min(self.CHECK_EVERY, self.current.maxlen):
+        self.since_check += 1
+        if len(self.current) < self.current.maxlen or self.since_check < min(self.CHECK_EVERY, self.current.maxlen):
             return None
-        self._since_check = 0
+        self.since_check = 0
         shifts = self.last_shifts = self.shifts()
         over = {k: v for k, v in shifts.items() if v is not None and v > self._limit(k)}
         if not self.raised and over:
@@ -124,6 +124,8 @@ class Drift:
         self.reference.clear()
         self.current.clear()
         self.raised = False
+        self.since_check = 0
+        self.last_shifts = None
 
 
 class Monitoring:
@@ -173,7 +175,7 @@ class Monitoring:
         for event in events:
             if event is not None:
                 self._emit(AlertEvent(kennel_id, event.kind, event.state, event.detail))
-        if drift._since_check == 0 and drift.last_shifts is not None:
+        if drift.since_check == 0 and drift.last_shifts is not None:
             self._export(k, drift)
 
     def _export(self, k: str, drift: Drift) -> None:

@@ -11,7 +11,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from embedder.images import ImageError
 from index.folders import IMAGE_SUFFIXES, scan_root
 from index.store import GalleryError
 from kennelgate.progress import announce_model_build, err_console, progress_bar

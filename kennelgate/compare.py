@@ -31,7 +31,7 @@ def compare_variants(
 ) -> dict:
     say = status or (lambda _: None)
     out: dict = {"variants": [], "baseline": None, "batches": list(BATCHES)}
-    base_module = None
+    tried_baseline = not baseline
     for v in variants:
         engine = Engine(settings.model_copy(update={"model": v.model, "providers": v.providers}))
         enc = engine.encoder
@@ -48,7 +48,8 @@ def compare_variants(
             "variant": v.label, "model": v.model, "runtime": enc.providers[0], "precision": enc.spec.precision,
             **{m: getattr(result, m) for m in METRICS}, "rows": rows,
         })
-        if baseline and out["baseline"] is None and base_module is None:
+        if not tried_baseline:  # the first variant's base encoder, in PyTorch eager fp32
+            tried_baseline = True
             base_module = torch_eager_module(enc.spec)
             if base_module is not None:
                 say("PyTorch eager fp32 baseline: timing")

@@ -105,9 +105,6 @@ class SuiteRunner:
             raise RuntimeError(f"{len(frames) - len(res.ok)} corrupted frame(s) failed to embed: {res.errors}")
         return self.decider.decide(res.vectors)
 
-    def _wrong(self, truth: str, d: Decision) -> bool:
-        return d.accepted and d.species != truth
-
     def condition(
         self, images: Sequence[Image.Image], truths: Sequence[str], ids: Sequence[str], corruption: str, severity: int
     ) -> tuple[ConditionResult, list[FrameStats], list[dict]]:

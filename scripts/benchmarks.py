@@ -42,12 +42,12 @@ DEFAULT_VARIANTS = (
 )
 
 
-def _tier(settings: Settings, model: str, providers: str, gallery) -> tuple[Engine, cascade.Tier, np.ndarray]:
+def _tier(settings: Settings, model: str, providers: str, gallery) -> tuple[Engine, cascade.Tier]:
     engine = Engine(settings.model_copy(update={"model": model, "providers": providers}))
     kept, vectors, _ = engine.embed_photos(gallery)
     g = engine.gallery_from(kept, vectors)
     cal = calibrate(g, settings.k, settings.target_accept, settings.target_far)
-    return engine, cascade.Tier(engine.encoder, Decider(g, cal, method=settings.method, k=settings.k)), vectors
+    return engine, cascade.Tier(engine.encoder, Decider(g, cal, method=settings.method, k=settings.k))
 
 
 def run_cascade(settings: Settings, small: Variant, big: Variant, gallery, test, bench_files) -> dict:
@@ -61,7 +61,7 @@ def run_cascade(settings: Settings, small: Variant, big: Variant, gallery, test,
     out: dict = {"small": small.label, "big": big.label}
     tiers = {}
     for name, v in (("small", small), ("big", big)):
-        engine, tier, _ = _tier(settings, v.model, v.providers, build)
+        engine, tier = _tier(settings, v.model, v.providers, build)
         tiers[name] = tier
         for split_name, photos in (("tune", tune), ("test", test)):
             kept, vecs, _ = engine.embed_photos(photos)
