@@ -109,8 +109,6 @@ class WebhookSender:
         self.retries = retries
         self._client = httpx.Client(timeout=timeout)
         self._queue: queue.Queue[Optional[dict]] = queue.Queue(maxsize=1000)
-        self.sent = 0
-        self.failed = 0
         self._thread = threading.Thread(target=self._run, name="webhooks", daemon=True)
         self._thread.start()
 
@@ -118,7 +116,6 @@ class WebhookSender:
         try:
             self._queue.put_nowait(payload)
         except queue.Full:
-            self.failed += 1
             log.error("webhook queue full; alert dropped: %s", payload)
 
     def _run(self) -> None:
@@ -127,13 +124,12 @@ class WebhookSender:
                 for attempt in range(self.retries):
                     try:
                         self._client.post(url, json=payload).raise_for_status()
-                        self.sent += 1
                         break
                     except httpx.HTTPError as exc:
                         log.warning("webhook %s failed (attempt %d): %s", url, attempt + 1, exc)
                         time.sleep(0.5 * 2**attempt)
                 else:
-                    self.failed += 1
+                    log.error("webhook %s: alert not delivered after %d attempts", url, self.retries)
 
     def close(self) -> None:
         self._queue.put(None)

@@ -97,7 +97,7 @@ class FrameProcessor:
         image = None
         motion = self._motion_gate(kennel.id)
         try:
-            thumb = thumbnail(data, self.engine.encoder.limits)
+            thumb, decoded = thumbnail(data, self.engine.encoder.limits)
             frozen = self._freeze.setdefault(kennel.id, FreezeDetector()).update(thumb, kennel.health)
             if not frozen.ok:
                 self._unhealthy(out, kennel, frozen.fault, frozen.detail)
@@ -107,7 +107,7 @@ class FrameProcessor:
             if anchor is not None and anchor.outcome.index_version == decider.version:
                 self._reuse(out, kennel, anchor)
                 return self._finish(out, kennel, None, t0)
-            image = self.engine.encoder.load(data)
+            image = decoded if decoded is not None else self.engine.encoder.load(data)
             out.model = self.engine.encoder.fingerprint
             out.index_version = decider.version
             health = check(image, kennel.health)

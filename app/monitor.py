@@ -84,6 +84,7 @@ class Drift:
         self.raised = False
         self.since_check = 0
         self.last_shifts: Optional[dict] = None
+        self.last_windows: tuple[dict, dict] = ({}, {})  # (reference, current) stats behind last_shifts
 
     CHECK_EVERY = 10  # frames; the comparison costs more than the frame it follows
 
@@ -113,7 +114,7 @@ class Drift:
     def shifts(self) -> dict[str, Optional[float]]:
         if not self.current or not self.reference:
             return {**{k: None for k in RATES}, "score_ks": None}
-        ref, cur = _window_stats(self.reference), _window_stats(self.current)
+        ref, cur = self.last_windows = _window_stats(self.reference), _window_stats(self.current)
         out: dict[str, Optional[float]] = {k: round(abs(cur[k] - ref[k]), 4) for k in RATES}
         a = [o.score for o in self.reference if o.score is not None]
         b = [o.score for o in self.current if o.score is not None]
@@ -133,7 +134,6 @@ class Monitoring:
         self.settings, self.db, self.metrics, self.notifier = settings, db, metrics, notifier
         self._faults: dict[int, CameraFaults] = {}
         self._drift: dict[int, Drift] = {}
-        self._last_fault: dict[int, dict] = {}
         self._lock = threading.Lock()
 
     def _state(self, kennel_id: int) -> tuple[CameraFaults, Drift]:
@@ -167,19 +167,17 @@ class Monitoring:
         k = str(kennel_id)
         if o.fault:
             self.metrics.health_faults.labels(k, o.fault).inc()
-            self._last_fault[kennel_id] = {"fault": o.fault}
         with self._lock:
-            events = [faults.add(o.fault), drift.add(o)]
-            self.metrics.kennel_camera_fault.labels(k).set(int(faults.raised))
-            self.metrics.kennel_drift.labels(k).set(int(drift.raised))
+            events = [e for e in (faults.add(o.fault), drift.add(o)) if e is not None]
         for event in events:
-            if event is not None:
-                self._emit(AlertEvent(kennel_id, event.kind, event.state, event.detail))
+            gauge = self.metrics.kennel_camera_fault if event.kind == "camera_fault" else self.metrics.kennel_drift
+            gauge.labels(k).set(int(event.state == "raised"))
+            self._emit(AlertEvent(kennel_id, event.kind, event.state, event.detail))
         if drift.since_check == 0 and drift.last_shifts is not None:
             self._export(k, drift)
 
     def _export(self, k: str, drift: Drift) -> None:
-        ref, cur = _window_stats(drift.reference), _window_stats(drift.current)
+        ref, cur = drift.last_windows  # computed by the check just made
         for name in RATES:
             self.metrics.kennel_rate.labels(k, name, "reference").set(ref[name] or 0.0)
             self.metrics.kennel_rate.labels(k, name, "current").set(cur[name] or 0.0)

@@ -273,12 +273,12 @@ class Engine:
                 idx = list(range(start, min(start + chunk, len(sources))))
                 images = list(pool.map(load, idx))
                 todo = [(i, im) for i, im in zip(idx, images) if im is not None]
-                if todo:
-                    result = embed_sources(self.encoder, [im for _, im in todo], self.settings.batch_size)
-                    for j, d in zip(result.ok, decider.decide(result.vectors) if len(result.ok) else []):
-                        out[todo[j][0]].decision = d
-                    for j, reason in result.errors.items():
-                        out[todo[j][0]].error = reason
+                b = self.settings.batch_size
+                for start_b in range(0, len(todo), b):  # decoded already: straight to the encoder
+                    part = todo[start_b : start_b + b]
+                    vectors = self.encoder.embed([im for _, im in part]).vectors
+                    for (i, _), d in zip(part, decider.decide(vectors)):
+                        out[i].decision = d
                 if on_progress:
                     on_progress(len(idx))
         return out

@@ -23,8 +23,12 @@ from embedder.images import ImageError, ImageLimits, open_image
 THUMB_SIZE = (96, 72)  # the same for every frame of a camera, whatever its resolution
 
 
-def thumbnail(data: bytes, limits: ImageLimits = ImageLimits()) -> np.ndarray:
-    """A small grey copy of an encoded frame, decoded at reduced scale where the format allows."""
+def thumbnail(data: bytes, limits: ImageLimits = ImageLimits()) -> tuple[np.ndarray, Optional[Image.Image]]:
+    """A small grey copy of an encoded frame, decoded at reduced scale where the format allows.
+
+    Returns ``(thumbnail, image)``: ``image`` is the fully decoded RGB frame when a format without
+    reduced-scale decoding (PNG…) had to be decoded whole, so the caller need not decode it twice.
+    """
     if len(data) > limits.max_bytes:
         raise ImageError(f"file too large ({len(data) / 1e6:.1f} MB > {limits.max_bytes / 1e6:.0f} MB)")
     try:
@@ -42,7 +46,10 @@ def thumbnail(data: bytes, limits: ImageLimits = ImageLimits()) -> np.ndarray:
         raise
     except Exception:  # noqa: BLE001 - anything unusual goes the safe, full-decode way
         small = None
-    return grey_thumb(small if small is not None else open_image(data, limits))
+    if small is not None:
+        return grey_thumb(small), None
+    image = open_image(data, limits)
+    return grey_thumb(image), image
 
 
 def grey_thumb(image: Image.Image) -> np.ndarray:

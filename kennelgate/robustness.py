@@ -18,12 +18,11 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 from PIL import Image, ImageOps
 
-from embedder.batch import embed_sources
 from index.decision import Decider, Decision
 from index.folders import OTHER, LabeledPhoto
 from kennelgate.corruptions import CORRUPTIONS, SEVERITIES, corrupt, to_work_size
 from kennelgate.engine import Engine
-from kennelgate.health import FAULTS, OK, FrameStats, HealthThresholds, judge, measure
+from kennelgate.health import FAULTS, OK, HealthThresholds, check
 
 CLEAN = "clean"
 # Which fault the gate should name for a corruption (the others are left to abstention).
@@ -55,14 +54,11 @@ class SuiteResult:
     test: dict[str, int]
     conditions: list[ConditionResult]
     thresholds: dict
-    clean_stats: list[dict] = field(default_factory=list)  # gate statistics of the clean frames
     gate_detection: dict[str, dict] = field(default_factory=dict)
     wrong_opens: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        d = asdict(self)
-        d.pop("clean_stats")
-        return d
+        return asdict(self)
 
 
 def _seed(*parts) -> int:
@@ -92,22 +88,18 @@ class SuiteRunner:
         self.pool = ThreadPoolExecutor(max_workers=workers)
         self.known = set(decider.gallery.names(include_other=False))
 
-    def _gate(self, frames: Sequence[Image.Image]) -> list[tuple[FrameStats, str]]:
-        def one(im: Image.Image) -> tuple[FrameStats, str]:
-            stats = measure(im, self.thresholds.occlusion_block_std)
-            return stats, judge(stats, self.thresholds).fault
-
-        return list(self.pool.map(one, frames))
+    def _gate(self, frames: Sequence[Image.Image]) -> list[str]:
+        return list(self.pool.map(lambda im: check(im, self.thresholds).fault, frames))
 
     def _decide(self, frames: Sequence[Image.Image]) -> list[Decision]:
-        res = embed_sources(self.engine.encoder, list(frames), self.engine.settings.batch_size)
-        if len(res.ok) != len(frames):
-            raise RuntimeError(f"{len(frames) - len(res.ok)} corrupted frame(s) failed to embed: {res.errors}")
-        return self.decider.decide(res.vectors)
+        """The frames are decoded RGB images already: straight to the encoder, in batches."""
+        enc, b = self.engine.encoder, self.engine.settings.batch_size
+        vectors = [enc.embed(frames[i : i + b]).vectors for i in range(0, len(frames), b)]
+        return self.decider.decide(np.concatenate(vectors)) if vectors else []
 
     def condition(
         self, images: Sequence[Image.Image], truths: Sequence[str], ids: Sequence[str], corruption: str, severity: int
-    ) -> tuple[ConditionResult, list[FrameStats], list[dict]]:
+    ) -> tuple[ConditionResult, list[dict]]:
         frames = list(self.pool.map(
             lambda i: _frame(images[i], corruption, severity, _seed(self.seed, corruption, severity, ids[i], 0)),
             range(len(images)),
@@ -116,7 +108,7 @@ class SuiteRunner:
         decisions = self._decide(frames)
         truth = np.array([t if t in self.known else OTHER for t in truths], dtype=object)
         known = truth != OTHER
-        healthy = np.array([f == OK for _, f in gate])
+        healthy = np.array([f == OK for f in gate])
         acc = np.array([d.accepted for d in decisions])
         species = np.array([d.species for d in decisions], dtype=object)
         best = np.array([d.best for d in decisions], dtype=object)
@@ -124,7 +116,7 @@ class SuiteRunner:
         wrong = wrong_nogate & healthy
         opens, examples = self._windows(images, truth, ids, corruption, severity, np.flatnonzero(wrong), species)
         faults: dict[str, int] = {}
-        for _, f in gate:
+        for f in gate:
             if f != OK:
                 faults[f] = faults.get(f, 0) + 1
         n = len(frames)
@@ -140,7 +132,7 @@ class SuiteRunner:
             wrong_open_windows=opens,
             faults=faults,
         )
-        return result, [s for s, _ in gate], examples
+        return result, examples
 
     def _windows(self, images, truth, ids, corruption, severity, suspects, species) -> tuple[int, list[dict]]:
         """Follow each wrongly accepted frame with K−1 more of the same scene; count the doors opened."""
@@ -158,7 +150,7 @@ class SuiteRunner:
         gate = self._gate(frames)
         decisions = self._decide(frames)
         still: dict[int, bool] = {int(i): True for i in suspects}
-        for (i, _), (_, fault), d in zip(more, gate, decisions):
+        for (i, _), fault, d in zip(more, gate, decisions):
             if fault != OK or not d.accepted or d.species != species[i]:
                 still[i] = False
         opened = [i for i, v in still.items() if v]
@@ -212,16 +204,13 @@ def run_suite(
         k=k, gallery={n: len(decider.gallery.species[n]) for n in decider.gallery.names()},
         test={t: truths.count(t) for t in sorted(set(truths))}, conditions=[], thresholds=thresholds.model_dump(),
     )
-    stats_by: dict[tuple[str, int], list[FrameStats]] = {}
     plan = [(CLEAN, 0)] + [(c, s) for c in corruptions for s in severities]
     for corruption, severity in plan:
-        cond, stats, examples = runner.condition(images, truths, ids, corruption, severity)
+        cond, examples = runner.condition(images, truths, ids, corruption, severity)
         result.conditions.append(cond)
         result.wrong_opens += examples
-        stats_by[(corruption, severity)] = stats
         if on_progress:
             on_progress(1)
-    result.clean_stats = [s.as_dict() for s in stats_by[(CLEAN, 0)]]
     result.gate_detection = gate_detection(result.conditions, thresholds, seed)
     runner.pool.shutdown()
     return result
@@ -243,7 +232,7 @@ def gate_detection(conditions: Sequence[ConditionResult], thresholds: HealthThre
                 "named_right": sum(c.faults.get(fault, 0) for c in rows) / n,
             }
     synth = synthetic_faults(150, seed)["no_signal"]
-    named = sum(judge(measure(im), thresholds).fault == "no_signal" for im in synth)
+    named = sum(check(im, thresholds).fault == "no_signal" for im in synth)
     out["no_signal"] = {"source": "synthetic: black, flat colour, on-screen message", "frames": len(synth),
                         "stopped": named / len(synth), "named_right": named / len(synth)}
     out["frozen"] = frozen_detection(thresholds, seed)
