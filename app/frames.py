@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -22,15 +21,19 @@ from typing import Optional
 from PIL import Image
 
 from app.alerts import Notifier
-from app.db.models import DecisionRecord, utcnow
+from app.batcher import EncoderBatcher
+from app.db.models import utcnow
+from app.decision_log import DecisionLog
 from app.db.session import Database
 from app.kennels import KennelConfig
 from app.metrics import Metrics
 from app.monitor import Monitoring
 from app.policy import Windows
 from embedder.images import ImageError
+from index.decision import Decision
 from index.folders import OTHER
 from index.store import GalleryError
+from kennelgate.cascade import RemoteTier, TierError, unsure
 from kennelgate.engine import Engine
 from kennelgate.health import OK, FreezeDetector, check
 from kennelgate.motion import MotionGate, thumbnail
@@ -53,6 +56,7 @@ class FrameOutcome:
     error: Optional[str] = None  # "bad_frame" | "no_index" | "internal" | "log"
     health: str = OK  # "ok" or the camera fault the health gate found
     reused: bool = False  # the scene had not changed: the anchor frame's answer was reused
+    tier: str = "local"  # "remote": the cascade's big tier answered (this model was unsure)
     latency_ms: float = 0.0
     model: str = ""
     index_version: str = ""
@@ -66,6 +70,7 @@ class FrameOutcome:
             "decision": self.door,
             "health": self.health,
             "reused": self.reused,
+            "tier": self.tier,
             "reason": self.reason,
             "latency_ms": round(self.latency_ms, 2),
             "index_version": self.index_version,
@@ -84,25 +89,35 @@ class FrameProcessor:
         self.metrics = metrics
         self.monitoring = monitoring
         self.notifier = notifier
-        self._insert = DecisionRecord.__table__.insert()
+        self.decision_log = DecisionLog(db)
         self._freeze: dict[int, FreezeDetector] = {}
         self._motion: dict[int, MotionGate] = {}
-        # Two cores: running several frames through the encoder at once only adds contention.
-        self._encoder_slots = threading.Semaphore(max(1, settings.inference_concurrency))
+        self._batcher: Optional[EncoderBatcher] = None
+        s = settings
+        self.cascade = RemoteTier(s.cascade_url, s.cascade_token, s.cascade_timeout_s) if s.cascade_url else None
         self._last_thumb: dict[int, float] = {}
 
     def process(self, kennel: KennelConfig, data: bytes) -> FrameOutcome:
         t0 = time.perf_counter()
         out = FrameOutcome(uuid.uuid4().hex, kennel.id)
         image = None
-        motion = self._motion_gate(kennel.id)
+        motion = self._motion_gate(kennel)
+        freeze = self._freeze.setdefault(kennel.id, FreezeDetector())
         try:
+            decider = self.engine.decider
+            idle = motion.unseen()
+            if idle is not None and idle.outcome.index_version == decider.version:
+                frozen = freeze.update_unseen(data, kennel.health)
+                if not frozen.ok:
+                    self._unhealthy(out, kennel, frozen.fault, frozen.detail)
+                else:
+                    self._reuse(out, kennel, idle, unseen=True)
+                return self._finish(out, kennel, None, t0)
             thumb, decoded = thumbnail(data, self.engine.encoder.limits)
-            frozen = self._freeze.setdefault(kennel.id, FreezeDetector()).update(thumb, kennel.health)
+            frozen = freeze.update(thumb, kennel.health, data)
             if not frozen.ok:
                 self._unhealthy(out, kennel, frozen.fault, frozen.detail)
                 return self._finish(out, kennel, None, t0)
-            decider = self.engine.decider
             anchor = motion.unchanged(thumb)
             if anchor is not None and anchor.outcome.index_version == decider.version:
                 self._reuse(out, kennel, anchor)
@@ -110,20 +125,22 @@ class FrameProcessor:
             image = decoded if decoded is not None else self.engine.encoder.load(data)
             out.model = self.engine.encoder.fingerprint
             out.index_version = decider.version
-            health = check(image, kennel.health)
+            health = check(image, kennel.health, self.engine.health_detector)
             if not health.ok:
                 self._unhealthy(out, kennel, health.fault, health.detail)
                 motion.anchor(thumb, out.frame_id, dataclasses.replace(out))
                 return self._finish(out, kennel, image, t0)
-            tensor = self.engine.encoder.preprocess([image])
-            with self._encoder_slots:
-                vectors = self.engine.encoder.run(tensor).vectors
-            d = decider.decide(vectors, kennel.overrides)[0]
+            vector = self.batcher.embed(self.engine.encoder.preprocess([image]))
+            d = decider.decide(vector[None, :], kennel.overrides)[0]
+            if self.cascade is not None and unsure(d, {**decider.thresholds, **kennel.overrides}, self.settings.cascade_margin):
+                d = self._ask_big_tier(d, data, out)
             out.species, out.score, out.breed, out.best, out.accepted = d.species, d.score, d.breed, d.best, d.accepted
             window = self.windows.get(kennel.id, kennel.policy, kennel.admits)
             opened, why = window.add(time.monotonic(), d.species if d.accepted else None)
             out.door = "open" if opened else "closed"
             out.reason = why if d.accepted else f"{d.reason}; door closed"
+            if out.tier == "remote":
+                out.reason = f"answered by the big tier ({self.cascade.url}): {out.reason}"
             motion.anchor(thumb, out.frame_id, dataclasses.replace(out))
         except ImageError as exc:
             self._fail(out, kennel, "bad_frame", f"bad frame: {exc}")
@@ -133,6 +150,44 @@ class FrameProcessor:
             log.exception("frame %s failed", out.frame_id)
             self._fail(out, kennel, "internal", f"internal error ({type(exc).__name__}); door kept shut")
         return self._finish(out, kennel, image, t0)
+
+    def _ask_big_tier(self, small: Decision, data: bytes, out: FrameOutcome) -> Decision:
+        """The big tier's answer for a frame this model is unsure of; none = the door stays shut."""
+        try:
+            big = self.cascade.classify(data)
+        except TierError as exc:
+            self.metrics.frame_errors.labels("cascade").inc()
+            return Decision(OTHER, small.score, False, top=small.top, best=small.best,
+                            reason=f"unsure ({small.reason}) and the big tier did not answer: {exc}")
+        out.tier = "remote"
+        self.metrics.frames_cascaded.inc()
+        return big
+
+    def classify(self, data: bytes) -> dict:
+        """One image → the gallery's answer, with no door, health gate or log (``POST /v1/classify``)."""
+        decider = self.engine.decider
+        image = self.engine.encoder.load(data)
+        d = decider.decide(self.batcher.embed(self.engine.encoder.preprocess([image]))[None, :])[0]
+        return {
+            "species": d.species, "score": round(d.score, 4), "accepted": d.accepted, "best": d.best, "breed": d.breed,
+            "top": [[n, v] for n, v in d.top], "reason": d.reason, "model": self.engine.encoder.spec.name,
+            "index_version": decider.version,
+        }
+
+    @property
+    def batcher(self) -> EncoderBatcher:
+        """Frames from all kennels share encoder runs (created with the encoder, on first use)."""
+        if self._batcher is None:
+            s = self.settings
+            self._batcher = EncoderBatcher(self.engine.encoder, s.encoder_batch, s.encoder_linger_ms)
+        return self._batcher
+
+    def close(self) -> None:
+        if self._batcher is not None:
+            self._batcher.close()
+        if self.cascade is not None:
+            self.cascade.close()
+        self.decision_log.close()
 
     def _finish(self, out: FrameOutcome, kennel: KennelConfig, image: Optional[Image.Image], t0: float) -> FrameOutcome:
         out.latency_ms = (time.perf_counter() - t0) * 1000.0
@@ -156,26 +211,34 @@ class FrameProcessor:
         self._freeze.pop(kennel_id, None)
         self._motion.pop(kennel_id, None)
 
-    def _motion_gate(self, kennel_id: int) -> MotionGate:
-        gate = self._motion.get(kennel_id)
+    def _motion_gate(self, kennel: KennelConfig) -> MotionGate:
+        """The kennel's gate (forgotten whenever the kennel's configuration changes)."""
+        gate = self._motion.get(kennel.id)
         if gate is None:
-            gate = self._motion[kennel_id] = MotionGate(self.settings.motion_threshold, self.settings.motion_max_skip)
+            s = self.settings
+            gate = self._motion[kennel.id] = MotionGate(
+                s.motion_threshold, s.motion_max_skip, s.motion_idle_after, s.motion_idle_every,
+                opens_nothing=lambda a: not a.accepted or a.species not in kennel.admits,
+            )
         return gate
 
-    def _reuse(self, out: FrameOutcome, kennel: KennelConfig, anchor) -> None:
-        """Same scene as the anchor frame: its answer again, and its vote again in the door window."""
+    def _reuse(self, out: FrameOutcome, kennel: KennelConfig, anchor, unseen: bool = False) -> None:
+        """Same scene as the anchor frame: its answer again, and its vote again in the door window.
+
+        ``unseen``: the frame was not even decoded (idle sampling; the answer opens nothing)."""
         a: FrameOutcome = anchor.outcome
         out.species, out.score, out.breed, out.best, out.accepted = a.species, a.score, a.breed, a.best, a.accepted
-        out.health, out.model, out.index_version, out.reused = a.health, a.model, a.index_version, True
+        out.health, out.model, out.index_version, out.reused, out.tier = a.health, a.model, a.index_version, True, a.tier
         self.metrics.frames_reused.labels(str(kennel.id)).inc()
         opened, why = self.windows.get(kennel.id, kennel.policy, kennel.admits).add(
             time.monotonic(), a.species if a.accepted else None
         )
         out.door = "open" if opened else "closed"
-        out.reason = f"scene unchanged since frame {anchor.frame_id}: " + (why if a.accepted else f"{a.reason.split('; ')[0]}; door closed")
+        seen = "idle scene, frame not examined" if unseen else "scene unchanged"
+        out.reason = f"{seen} since frame {anchor.frame_id}: " + (why if a.accepted else f"{a.reason.split('; ')[0]}; door closed")
 
     def _fail(self, out: FrameOutcome, kennel: KennelConfig, kind: str, reason: str) -> None:
-        self._motion_gate(kennel.id).reset()  # after a failure the next frame gets the full pipeline
+        self._motion_gate(kennel).reset()  # after a failure the next frame gets the full pipeline
         out.door, out.reason, out.error, out.accepted, out.species = "closed", reason, kind, False, OTHER
         self.metrics.frame_errors.labels(kind).inc()
         # A failed frame is a vote against opening, like an unknown animal.
@@ -203,9 +266,7 @@ class FrameProcessor:
                 error=out.error is not None, health=out.health, reused=out.reused, latency_ms=out.latency_ms,
                 model=out.model, index_version=out.index_version, thumbnail=self._thumbnail(out, image),
             )
-            # A Core insert, not the ORM: at hundreds of frames/s the unit-of-work overhead shows.
-            with self.db.engine.begin() as conn:
-                conn.execute(self._insert, row)
+            self.decision_log.write(row)  # returns once committed (group commit with other frames)
         except Exception as exc:  # noqa: BLE001
             # An unlogged decision must not open a door.
             log.exception("decision log write failed for frame %s", out.frame_id)

@@ -148,6 +148,9 @@ class FrameOut(BaseModel):
     decision: Literal["open", "closed"]
     health: str = Field(..., description="'ok', or the camera fault that kept the frame from being classified")
     reused: bool = Field(False, description="the scene had not changed, so the last classified frame's answer was reused")
+    tier: Literal["local", "remote"] = Field(
+        "local", description="'remote': this model was unsure and the cascade's big tier answered"
+    )
     reason: str
     latency_ms: float
     index_version: str

@@ -76,6 +76,7 @@ class Service:
         self._stop.set()
         if self._watcher:
             self._watcher.join(timeout=5)
+        self.frames.close()
         self.notifier.close()
         self.db.dispose()
 

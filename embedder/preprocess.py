@@ -38,11 +38,16 @@ def resize_and_crop(img: Image.Image, spec: PreprocessSpec) -> Image.Image:
     return img.crop((left, top, left + size, top + size))
 
 
-def to_tensor(images: Sequence[Image.Image], spec: PreprocessSpec) -> np.ndarray:
-    """Batch of RGB images → ``(N, 3, S, S)`` float32."""
+def normalise(batch: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """``(N, S, S, 3)`` RGB pixels (already resized and cropped) → the network's ``(N, 3, S, S)`` float32."""
     mean = np.asarray(spec.mean, dtype=np.float32) * 255.0
     inv_std = 1.0 / (np.asarray(spec.std, dtype=np.float32) * 255.0)
-    batch = np.stack([np.asarray(resize_and_crop(im, spec), dtype=np.float32) for im in images])
-    batch -= mean
-    batch *= inv_std
-    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+    out = batch.astype(np.float32)
+    out -= mean
+    out *= inv_std
+    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+
+
+def to_tensor(images: Sequence[Image.Image], spec: PreprocessSpec) -> np.ndarray:
+    """Batch of RGB images → ``(N, 3, S, S)`` float32."""
+    return normalise(np.stack([np.asarray(resize_and_crop(im, spec)) for im in images]), spec)

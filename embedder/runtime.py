@@ -94,6 +94,9 @@ def make_session(model_path: Path, providers: Sequence[str] | str = "auto", thre
     if threads > 0:
         opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
+    # Idle worker threads sleep instead of spinning: a server classifies in bursts, and spinning
+    # threads burn the cores the HTTP side and the other kennels need (docs/load.md).
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     cached = model_path.with_name(f"model.opt-{ort.__version__}.onnx")
     if chosen == ["CPUExecutionProvider"]:

@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from embedder.batch import embed_sources
+from embedder.export.recipes import torch_module
 from embedder.runtime import Encoder
 from index.decision import Decider
 
@@ -27,25 +28,6 @@ def _rate(fn: Callable[[], int], min_seconds: float = 1.5) -> float:
         elapsed = time.perf_counter() - start
         if elapsed >= min_seconds:
             return done / elapsed
-
-
-def torch_eager_module(spec):
-    """The torch module the ONNX model was exported from, or None if torch or the recipe is missing."""
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return None
-    base = spec.extra.get("quantized_from") or spec.extra.get("converted_from") or spec.name
-    if base == "efficientnet-lite0":
-        from embedder.export import efficientnet_lite
-
-        return efficientnet_lite.build()[0].eval()
-    if "open_clip_model" in spec.extra:
-        from embedder.export import open_clip_tower
-
-        tag = spec.extra.get("pretrained")
-        return open_clip_tower.build(spec.extra["open_clip_model"], None if tag == "random-init" else tag)[0].eval()
-    return None
 
 
 def onnx_rows(enc: Encoder, decider: Decider, files: Sequence[Path], batches=BATCHES) -> list[dict]:
@@ -116,7 +98,7 @@ def run_bench(engine, files: Sequence[Path], baseline: bool = True, batches=BATC
     enc, decider = engine.encoder, engine.decider
     rows = [{**r, "stage": r["stage"] + (" (onnxruntime)" if r["stage"] == "encoder" else "")}
             for r in onnx_rows(enc, decider, files, batches)]
-    module = torch_eager_module(enc.spec) if baseline else None
+    module = torch_module(enc.spec) if baseline else None
     if module is not None:
         base = torch_rows(module, enc, decider, files, engine.settings.threads, batches)
         ref = {(r["stage"], r["batch"]): r["ips"] for r in base}

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from index.folders import IMAGE_SUFFIXES, scan_root
 from index.store import GalleryError
-from kennelgate.progress import announce_model_build, err_console, progress_bar
+from kennelgate.progress import announce_model_build, err_console, progress_bar, progress_bars
 from kennelgate.settings import Settings
 
 app = typer.Typer(help="KennelGate: which animal is at the kennel door? (retrieval + open-set)", no_args_is_help=True)
@@ -27,6 +27,10 @@ token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(index_app, name="index")
 app.add_typer(token_app, name="token")
+cascade_app = typer.Typer(help="The two-tier cascade: a small model, and a big one for the frames it is unsure of.", no_args_is_help=True)
+app.add_typer(cascade_app, name="cascade")
+health_app = typer.Typer(help="The frame health gate's learned fault detectors.", no_args_is_help=True)
+app.add_typer(health_app, name="health")
 console = Console()
 
 _state: dict = {}
@@ -154,6 +158,51 @@ def _build_variants(name: str, int8: bool, fp16: bool, calibration: Optional[Pat
     console.print("use it with --model NAME or KENNELGATE_MODEL; then `kennelgate index rebuild` re-embeds the gallery")
 
 
+@model_app.command("distill")
+def model_distill(
+    name: str = typer.Argument("efficientnet-lite0", help="The teacher: a model built by name."),
+    size: Optional[int] = typer.Option(None, help="The student's input side in px (e.g. 160); default: the teacher's."),
+    prune: float = typer.Option(0.0, help="Share of channels to prune before training (e.g. 0.3); 0 = none."),
+    photos: Optional[Path] = typer.Option(
+        None, help="Unlabelled training photos or logged frames: a folder (default: the gallery's stored photos)."
+    ),
+    max_photos: int = typer.Option(2000, help="At most this many photos."),
+    epochs: int = typer.Option(6, help="Training passes over the photos."),
+    views: int = typer.Option(3, help="Augmented views per photo."),
+    out_name: Optional[str] = typer.Option(None, "--name", help="Name of the student (default: NAME-pruned30-s160 …)."),
+) -> None:
+    """Train a smaller student (pruned and/or lower resolution) to give the teacher's embeddings.
+
+    No labels are needed: the student learns to reproduce the teacher on any photos. It is a new
+    model: use it with --model, then `kennelgate index rebuild` re-embeds the gallery.
+    """
+    from embedder import registry
+    from embedder.export.distill import DistillConfig, distill, student_name
+
+    if size is None and prune <= 0:
+        _fail("give --size (a lower input resolution) and/or --prune (a share of channels) for the student")
+    if not 0 <= prune < 0.9:
+        _fail(f"--prune must be between 0 and 0.9, got {prune}")
+    s = _settings()
+    teacher = registry.resolve(name, s.model_cache, on_build=announce_model_build)
+    files = _calibration_photos(photos, max_photos)
+    cfg = DistillConfig(input_size=size, prune_ratio=prune, epochs=epochs, views=views)
+    target = s.model_cache / (out_name or student_name(teacher.name, cfg))
+    n_hold = max(1, int(cfg.holdout * len(files)))
+    steps = [("teacher views", len(files)), ("training", cfg.epochs * (len(files) - n_hold) * cfg.views)]
+    with progress_bars(steps) as (on_views, on_train):
+        try:
+            spec, report = distill(teacher, target, files, cfg, on_views, on_train)
+        except ValueError as exc:
+            _fail(str(exc))
+    console.print(
+        f"built [bold]{spec.name}[/bold] ({spec.preprocess.input_size}px, {report.params_student / 1e6:.2f}M params vs "
+        f"{report.params_teacher / 1e6:.2f}M): cosine to the teacher on {report.holdout_views} held-out photos "
+        f"{report.cosine_before:.3f} → [bold]{report.cosine_after:.3f}[/bold]"
+    )
+    console.print("use it with --model NAME or KENNELGATE_MODEL; then `kennelgate index rebuild` re-embeds the gallery")
+
+
 @model_app.command("list")
 def model_list() -> None:
     """Models in the shared cache."""
@@ -179,6 +228,87 @@ def model_check_imagenet(folders: list[Path] = typer.Argument(..., help="Folders
     with progress_bar("ImageNet check", len(files)) as advance:
         top1, n = imagenet_top1(engine.encoder, files, advance)
     console.print(f"ImageNet top-1: [bold]{100 * top1:.1f}%[/bold] on {n} photos")
+
+
+# --- cascade -------------------------------------------------------------------------------
+@cascade_app.command("tune")
+def cascade_tune(
+    gallery: Path = typer.Option(..., "--gallery", help="ROOT/<species>/ photos: 80% build both tiers, 20% tune the margin."),
+    test: Optional[Path] = typer.Option(None, "--test", help="ROOT/<species>/ photos to report on (default: the tuning 20%)."),
+    small: str = typer.Option("efficientnet-lite0-int8@openvino", help="The small tier, MODEL@RUNTIME."),
+    big: str = typer.Option("efficientnet-lite0@cpu", help="The big tier, MODEL@RUNTIME (e.g. an open_clip model)."),
+) -> None:
+    """The routing margin that keeps the cascade within 0.1 pt of the big tier's accuracy while
+    sending it as few frames as possible; set it as KENNELGATE_CASCADE_MARGIN on the small server."""
+    from kennelgate import cascade
+    from kennelgate.bench import Variant
+
+    try:
+        gphotos, tphotos = scan_root(gallery), (scan_root(test) if test else [])
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    with err_console.status("building both tiers and tuning…"):
+        result = cascade.evaluate(_settings(), Variant.parse(small), Variant.parse(big), gphotos, tphotos)
+    from rich.markdown import Markdown
+
+    console.print(Markdown(cascade.markdown(result)))
+    console.print(f"KENNELGATE_CASCADE_MARGIN={result['margin']:.4f}")
+
+
+# --- health gate ---------------------------------------------------------------------------
+@health_app.command("train")
+def health_train(
+    photos: Optional[Path] = typer.Option(None, help="Clean photos or camera frames: a folder (default: the gallery's stored photos)."),
+    max_photos: int = typer.Option(2000, help="At most this many photos."),
+    false_alarm: float = typer.Option(0.0035, help="False-alarm rate each detector may have on clean frames."),
+    out: Optional[Path] = typer.Option(None, help="Where to write the detectors (default: the home, where they are used)."),
+) -> None:
+    """Train the washed-out / occlusion / blur detectors on this shelter's own photos.
+
+    Clean frames are the photos and benign variants of them; faulty frames are the same photos
+    with mud, over-exposure and blur (severity 3-5). Each detector's threshold is set on clean
+    frames it was not trained on. The service picks the new file up without a restart.
+    """
+    from kennelgate import health_training
+    from kennelgate.settings import HOME_DETECTOR
+
+    if not 0 < false_alarm < 0.2:
+        _fail(f"--false-alarm must be between 0 and 0.2, got {false_alarm}")
+    files = _calibration_photos(photos, max_photos)
+    target = out or _settings().home / HOME_DETECTOR
+    with progress_bar("photos → clean and faulty frames", len(files)) as advance:
+        try:
+            detector = health_training.train(files, false_alarm, on_progress=advance)
+        except ValueError as exc:
+            _fail(str(exc))
+    detector.save(target)
+    _print_detector(detector, str(target))
+
+
+@health_app.command("show")
+def health_show() -> None:
+    """The detectors in force: where they come from, their thresholds, how they were trained."""
+    from kennelgate.health_detector import DetectorError, get
+
+    path = _settings().health_detector_path
+    try:
+        detector = get(path)
+    except DetectorError as exc:
+        _fail(str(exc))
+    _print_detector(detector, str(path))
+
+
+def _print_detector(detector, source: str) -> None:
+    table = Table("fault", "threshold", "trained on (clean / faulty frames)", "detected, held-out folds", "false alarms, held-out folds")
+    for name, m in detector.models.items():
+        i = m.info
+        table.add_row(
+            name, f"{m.threshold:.3f}", f"{i.get('clean_frames', '?')} / {i.get('fault_frames', '?')}",
+            f"{100 * i['oof_detection']:.1f}%" if "oof_detection" in i else "-",
+            f"{100 * i['oof_false_alarm']:.2f}%" if "oof_false_alarm" in i else "-",
+        )
+    console.print(table)
+    console.print(f"detectors: {source}")
 
 
 # --- gallery -------------------------------------------------------------------------------
@@ -494,7 +624,9 @@ def serve(
             "`kennelgate token admin`"
         )
     # One worker: the encoder already uses every core, and door windows live in this process.
-    uvicorn.run(create_app(s), host=host, port=port, log_level=log_level, workers=1)
+    # Stream messages may be as large as a posted frame; JPEG frames gain nothing from deflate.
+    uvicorn.run(create_app(s), host=host, port=port, log_level=log_level, workers=1,
+                ws_max_size=s.max_bytes + 1024, ws_per_message_deflate=False)
 
 
 @db_app.command("upgrade")

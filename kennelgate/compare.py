@@ -13,7 +13,8 @@ from index.calibration import calibrate
 from index.decision import Decider
 from index.evaluation import evaluate
 from index.folders import LabeledPhoto
-from kennelgate.bench import BATCHES, Variant, onnx_rows, torch_eager_module, torch_rows, with_ratios
+from embedder.export.recipes import torch_module
+from kennelgate.bench import BATCHES, Variant, onnx_rows, torch_rows, with_ratios
 from kennelgate.engine import Engine
 from kennelgate.settings import Settings
 
@@ -50,7 +51,7 @@ def compare_variants(
         })
         if not tried_baseline:  # the first variant's base encoder, in PyTorch eager fp32
             tried_baseline = True
-            base_module = torch_eager_module(enc.spec)
+            base_module = torch_module(enc.spec)
             if base_module is not None:
                 say("PyTorch eager fp32 baseline: timing")
                 out["baseline"] = {"variant": "PyTorch eager fp32", "rows": torch_rows(
@@ -72,7 +73,9 @@ def markdown(result: dict, command: str = "") -> str:
             f"{100 * v['known_accept_rate']:.2f}% | {100 * v['wrong_accept_rate']:.2f}% | {100 * v['unknown_reject_rate']:.2f}% |"
         )
     lines += ["", "Images/s (× PyTorch eager fp32 of the same encoder, same run):", ""]
-    stages = [("encoder", b) for b in result["batches"]] + [("end to end", b) for b in result["batches"]]
+    stages = [("decode+preprocess", 1)] + [("encoder", b) for b in result["batches"]] + [
+        ("end to end", b) for b in result["batches"]
+    ]
     lines.append("| variant | " + " | ".join(f"{s} b{b}" for s, b in stages) + " |")
     lines.append("|---" * (len(stages) + 1) + "|")
     everyone = ([result["baseline"]] if result["baseline"] else []) + result["variants"]

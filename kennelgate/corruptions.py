@@ -9,6 +9,7 @@ amount of blur, noise and dirt on every photo, whatever its original size.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Callable
 
 import numpy as np
@@ -182,6 +183,11 @@ CORRUPTIONS: dict[str, Callable[[int], object]] = {
     "jpeg": _jpeg,
     "low_resolution": _low_res,
 }
+
+
+def seed_for(*parts) -> int:
+    """A stable 32-bit seed from any labels (Python's own hash changes between runs)."""
+    return int.from_bytes(hashlib.sha256("/".join(map(str, parts)).encode()).digest()[:4], "little")
 
 
 def to_work_size(image: Image.Image, side: int = WORK_SIDE) -> Image.Image:

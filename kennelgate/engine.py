@@ -23,7 +23,9 @@ from index.decision import Decider, Decision
 from index.folders import LabeledPhoto, normalise_species, scan_root, scan_species
 from index.gallery import Gallery, SpeciesPhotos
 from index.store import GalleryError, GalleryStore, Snapshot
+from kennelgate import health_detector as detectors
 from kennelgate.health import Health, HealthThresholds, check
+from kennelgate.health_detector import FaultDetector
 from kennelgate.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -91,6 +93,11 @@ class Engine:
         kept = [photos[i] for i in result.ok]
         rejected = [(str(photos[i].path), reason) for i, reason in sorted(result.errors.items())]
         return kept, result.vectors, rejected
+
+    @property
+    def health_detector(self) -> FaultDetector:
+        """The learned camera-fault detectors in force (re-read when their file changes)."""
+        return detectors.get(self.settings.health_detector_path)
 
     # --- gallery -------------------------------------------------------------------------
     def empty_gallery(self) -> Gallery:
@@ -257,6 +264,7 @@ class Engine:
         names = list(names) if names is not None else [str(s) for s in sources]
         thresholds = health if health is not None else self.settings.health
         decider = self.decider  # load before timing-sensitive work and fail early if no gallery
+        detector = self.health_detector
         out: list[Classified] = [Classified(n) for n in names]
 
         def load(i: int):
@@ -265,7 +273,7 @@ class Engine:
             except ImageError as exc:
                 out[i].error = str(exc)
                 return None
-            out[i].health = check(image, thresholds)
+            out[i].health = check(image, thresholds, detector)
             return image if out[i].health.ok else None
 
         with ThreadPoolExecutor(max_workers=2) as pool:

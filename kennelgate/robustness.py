@@ -10,9 +10,9 @@ door opens wrongly only if all of them agree.
 
 from __future__ import annotations
 
-import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -20,13 +20,16 @@ from PIL import Image, ImageOps
 
 from index.decision import Decider, Decision
 from index.folders import OTHER, LabeledPhoto
-from kennelgate.corruptions import CORRUPTIONS, SEVERITIES, corrupt, to_work_size
+from kennelgate.corruptions import CORRUPTIONS, SEVERITIES, corrupt, seed_for, to_work_size
 from kennelgate.engine import Engine
 from kennelgate.health import FAULTS, OK, HealthThresholds, check
+from kennelgate.health_detector import FaultDetector
+from kennelgate.health_training import SOURCES
 
 CLEAN = "clean"
-# Which fault the gate should name for a corruption (the others are left to abstention).
-EXPECTED_FAULT = {"mud": "occlusion", "dark": "dark", "overexposure": "bright", "defocus_blur": "blur", "motion_blur": "blur"}
+# Which fault the gate should name for a corruption (the others are left to abstention): the
+# corruptions its learned detectors are trained on, and darkness for the rule.
+EXPECTED_FAULT = {"dark": "dark", **{c: fault for fault, names in SOURCES.items() for c in names}}
 
 
 @dataclass
@@ -56,13 +59,10 @@ class SuiteResult:
     thresholds: dict
     gate_detection: dict[str, dict] = field(default_factory=dict)
     wrong_opens: list[dict] = field(default_factory=list)
+    detector: dict = field(default_factory=dict)  # the learned fault detectors in force: file, limits
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def _seed(*parts) -> int:
-    return int.from_bytes(hashlib.sha256("/".join(map(str, parts)).encode()).digest()[:4], "little")
 
 
 def reframe(image: Image.Image, seed: int) -> Image.Image:
@@ -87,9 +87,10 @@ class SuiteRunner:
         self.engine, self.decider, self.thresholds, self.k, self.seed = engine, decider, thresholds, k, seed
         self.pool = ThreadPoolExecutor(max_workers=workers)
         self.known = set(decider.gallery.names(include_other=False))
+        self.detector = engine.health_detector
 
     def _gate(self, frames: Sequence[Image.Image]) -> list[str]:
-        return list(self.pool.map(lambda im: check(im, self.thresholds).fault, frames))
+        return list(self.pool.map(lambda im: check(im, self.thresholds, self.detector).fault, frames))
 
     def _decide(self, frames: Sequence[Image.Image]) -> list[Decision]:
         """The frames are decoded RGB images already: straight to the encoder, in batches."""
@@ -101,7 +102,7 @@ class SuiteRunner:
         self, images: Sequence[Image.Image], truths: Sequence[str], ids: Sequence[str], corruption: str, severity: int
     ) -> tuple[ConditionResult, list[dict]]:
         frames = list(self.pool.map(
-            lambda i: _frame(images[i], corruption, severity, _seed(self.seed, corruption, severity, ids[i], 0)),
+            lambda i: _frame(images[i], corruption, severity, seed_for(self.seed, corruption, severity, ids[i], 0)),
             range(len(images)),
         ))
         gate = self._gate(frames)
@@ -142,8 +143,8 @@ class SuiteRunner:
                 for i in suspects
             ]
         more = [
-            (i, _frame(reframe(images[i], _seed(self.seed, "reframe", ids[i], j)), corruption, severity,
-                       _seed(self.seed, corruption, severity, ids[i], j)))
+            (i, _frame(reframe(images[i], seed_for(self.seed, "reframe", ids[i], j)), corruption, severity,
+                       seed_for(self.seed, corruption, severity, ids[i], j)))
             for i in suspects for j in range(1, self.k)
         ]
         frames = [f for _, f in more]
@@ -211,12 +212,16 @@ def run_suite(
         result.wrong_opens += examples
         if on_progress:
             on_progress(1)
-    result.gate_detection = gate_detection(result.conditions, thresholds, seed)
+    result.gate_detection = gate_detection(result.conditions, thresholds, seed, runner.detector)
+    result.detector = {"file": Path(runner.detector.source).name, "limits": runner.detector.thresholds,
+                       "trained_on": runner.detector.info.get("trained_on", "")}
     runner.pool.shutdown()
     return result
 
 
-def gate_detection(conditions: Sequence[ConditionResult], thresholds: HealthThresholds, seed: int = 0) -> dict[str, dict]:
+def gate_detection(
+    conditions: Sequence[ConditionResult], thresholds: HealthThresholds, seed: int = 0, detector: Optional[FaultDetector] = None
+) -> dict[str, dict]:
     """Per fault type: share of frames at severity ≥ 3 the gate stops, and false alarms on clean frames."""
     out: dict[str, dict] = {}
     clean = next(c for c in conditions if c.corruption == CLEAN)
@@ -232,14 +237,14 @@ def gate_detection(conditions: Sequence[ConditionResult], thresholds: HealthThre
                 "named_right": sum(c.faults.get(fault, 0) for c in rows) / n,
             }
     synth = synthetic_faults(150, seed)["no_signal"]
-    named = sum(check(im, thresholds).fault == "no_signal" for im in synth)
+    named = sum(check(im, thresholds, detector).fault == "no_signal" for im in synth)
     out["no_signal"] = {"source": "synthetic: black, flat colour, on-screen message", "frames": len(synth),
                         "stopped": named / len(synth), "named_right": named / len(synth)}
-    out["frozen"] = frozen_detection(thresholds, seed)
+    out["frozen"] = frozen_detection(thresholds, seed, detector)
     return out
 
 
-def frozen_detection(thresholds: HealthThresholds, seed: int = 0) -> dict:
+def frozen_detection(thresholds: HealthThresholds, seed: int = 0, detector: Optional[FaultDetector] = None) -> dict:
     """A frozen feed (one frame repeated) against a live camera on a static scene (sensor noise)."""
     from kennelgate.health import FreezeDetector, check_stream
 
@@ -248,10 +253,10 @@ def frozen_detection(thresholds: HealthThresholds, seed: int = 0) -> dict:
     n = thresholds.frozen_frames * 3
     frozen, live = FreezeDetector(), FreezeDetector()
     still = Image.fromarray(base.astype(np.uint8))
-    frozen_hits = [check_stream(still, thresholds, frozen).fault == "frozen" for _ in range(n)]
+    frozen_hits = [check_stream(still, thresholds, frozen, detector).fault == "frozen" for _ in range(n)]
     live_hits = [
         check_stream(Image.fromarray(np.clip(base + rng.normal(0, 2.0, base.shape), 0, 255).astype(np.uint8)),
-                     thresholds, live).fault == "frozen"
+                     thresholds, live, detector).fault == "frozen"
         for _ in range(n)
     ]
     first = frozen_hits.index(True) + 1 if any(frozen_hits) else None

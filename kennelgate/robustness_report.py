@@ -100,7 +100,9 @@ def write_suite_report(result: SuiteResult, out_dir: Path, command: str = "") ->
         f"Frozen feed: {result.gate_detection['frozen'].get('detected_at_frame')} frames to detect; "
         f"live static scene flagged frozen {_pct(result.gate_detection['frozen']['live_false_alarm'], 2)}.",
         "",
-        "Thresholds: `" + json.dumps(result.thresholds) + "`",
+        "Rules: `" + json.dumps(result.thresholds) + "` (null = the learned detector's own limit).",
+        f"Learned detectors ({result.detector.get('file', '?')}; trained on {result.detector.get('trained_on') or 'a shelter’s photos'}, "
+        "see [health_gate.md](health_gate.md)): limits `" + json.dumps(result.detector.get("limits", {})) + "`.",
         "",
         "## Every condition",
         "",

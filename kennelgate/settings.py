@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Optional
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kennelgate.health import HealthThresholds
+
+HOME_DETECTOR = "health_detector.json.gz"  # where `kennelgate health train` writes
 
 
 def _default_cache() -> Path:
@@ -46,6 +48,10 @@ class Settings(BaseSettings):
 
     # Frame health gate (KENNELGATE_HEALTH__DARK_P95=40 …; per kennel: the kennel's `health`)
     health: HealthThresholds = Field(default_factory=HealthThresholds)
+    health_detector: Optional[Path] = Field(
+        None, description="learned fault detectors (bundle); default: <home>/health_detector.json.gz "
+        "(`kennelgate health train`) if present, else the packaged ones"
+    )
 
     # Input limits
     max_pixels: int = 50_000_000
@@ -65,7 +71,8 @@ class Settings(BaseSettings):
     thumbnail_size: int = 96
     thumbnail_interval_s: float = Field(1.0, description="at most one thumbnail per kennel per this many seconds")
     decision_retention_days: int = Field(90, description="the nightly job deletes older decisions (0 = keep all)")
-    inference_concurrency: int = Field(1, description="frames run through the encoder at once")
+    encoder_batch: int = Field(8, description="frames of different kennels that may share one encoder run (1 = no batching)")
+    encoder_linger_ms: float = Field(2.0, description="how long a frame waits for others to share its encoder run")
     upload_max_files: int = Field(5000, description="files per upload request (zip entries included)")
     upload_max_total_bytes: int = Field(2 * 1024**3, description="uncompressed bytes per upload request")
     index_poll_seconds: float = Field(1.0, description="how often the API looks for a new index version")
@@ -77,6 +84,19 @@ class Settings(BaseSettings):
     motion_max_skip: int = Field(
         40, description="classify at least every this many frames (2 s at 20 fps) even in a still scene"
     )
+    motion_idle_after: int = Field(10, description="unchanged frames in a row after which a scene is idle")
+    motion_idle_every: int = Field(
+        3, description="in an idle scene whose answer opens nothing, decode only every this many frames (1 = all)"
+    )
+
+    # Cascade: frames this model is unsure of go to a bigger model on another KennelGate server
+    cascade_url: str = Field("", description="the big tier: another KennelGate server (its POST /v1/classify); empty = none")
+    cascade_token: str = Field("", description="a token of the big-tier server (admin or any device token)")
+    cascade_margin: float = Field(
+        0.03, description="frames whose best score is within this of its threshold go to the big tier "
+        "(tune it: kennelgate cascade tune)"
+    )
+    cascade_timeout_s: float = Field(2.0, description="no answer from the big tier within this = door kept shut")
 
     # Monitoring and alerts
     fault_alert_window: int = Field(20, description="camera-fault alert: frames looked at")
@@ -94,6 +114,15 @@ class Settings(BaseSettings):
     @property
     def gallery_dir(self) -> Path:
         return self.home / "gallery"
+
+    @property
+    def health_detector_path(self) -> Path:
+        from kennelgate.health_detector import PACKAGED
+
+        if self.health_detector is not None:
+            return self.health_detector
+        trained = self.home / HOME_DETECTOR
+        return trained if trained.is_file() else PACKAGED
 
     @property
     def photos_dir(self) -> Path:

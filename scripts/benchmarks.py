@@ -18,17 +18,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import typer
 
 from embedder import registry
 from embedder.export import compress
-from index.calibration import calibrate
-from index.decision import Decider
 from kennelgate import cascade
-from kennelgate.bench import Variant, _rate
+from kennelgate.bench import Variant
 from kennelgate.compare import compare_variants, markdown
-from kennelgate.engine import Engine
 from kennelgate.progress import progress_bar
 from kennelgate.settings import Settings
 
@@ -40,90 +36,18 @@ DEFAULT_VARIANTS = (
     "efficientnet-lite0@cpu,efficientnet-lite0@openvino,efficientnet-lite0-int8@cpu,"
     "efficientnet-lite0-int8@openvino,efficientnet-lite0-fp16@cpu"
 )
-
-
-def _tier(settings: Settings, model: str, providers: str, gallery) -> tuple[Engine, cascade.Tier]:
-    engine = Engine(settings.model_copy(update={"model": model, "providers": providers}))
-    kept, vectors, _ = engine.embed_photos(gallery)
-    g = engine.gallery_from(kept, vectors)
-    cal = calibrate(g, settings.k, settings.target_accept, settings.target_far)
-    return engine, cascade.Tier(engine.encoder, Decider(g, cal, method=settings.method, k=settings.k))
-
-
-def run_cascade(settings: Settings, small: Variant, big: Variant, gallery, test, bench_files) -> dict:
-    """Tune the routing margin on 20% of the gallery (tiers built from the other 80%), then test."""
-    rng = random.Random(1)
-    idx = list(range(len(gallery)))
-    rng.shuffle(idx)
-    cut = int(0.8 * len(idx))
-    build, tune = [gallery[i] for i in idx[:cut]], [gallery[i] for i in idx[cut:]]
-    known = {p.species for p in build} - {"other"}
-    out: dict = {"small": small.label, "big": big.label}
-    tiers = {}
-    for name, v in (("small", small), ("big", big)):
-        engine, tier = _tier(settings, v.model, v.providers, build)
-        tiers[name] = tier
-        for split_name, photos in (("tune", tune), ("test", test)):
-            kept, vecs, _ = engine.embed_photos(photos)
-            out.setdefault(split_name, {})[name] = (kept, tier.decider.decide(vecs))
-    thr = tiers["small"].decider.thresholds
-    res = {}
-    for split_name in ("tune", "test"):
-        (kept_s, d_small), (kept_b, d_big) = out[split_name]["small"], out[split_name]["big"]
-        assert [p.path for p in kept_s] == [p.path for p in kept_b]
-        truths = [p.species if p.species in known else "other" for p in kept_s]
-        res[split_name] = (truths, d_small, d_big, cascade.boundary_margin(d_small, thr))
-    truths, d_small, d_big, margin = res["tune"]
-    m, _, _ = cascade.tune_margin(margin, cascade.correct(truths, d_small, known), cascade.correct(truths, d_big, known))
-    truths, d_small, d_big, margin = res["test"]
-    routed = np.abs(margin) < m
-    combined = cascade.combine(d_small, d_big, routed)
-    summary = {
-        "margin": m,
-        "small alone": cascade.summary(truths, d_small, known),
-        "big alone": cascade.summary(truths, d_big, known),
-        "cascade": cascade.summary(truths, combined, known, routed),
-    }
-    # Speed: end to end (decode → decision) over the bench files, each tier alone and the cascade.
-    c = cascade.Cascade(tiers["small"], tiers["big"], m)
-    enc = tiers["small"].encoder
-
-    def e2e(fn, b=8):
-        def run() -> int:
-            for i in range(0, len(bench_files), b):
-                fn([enc.load(f) for f in bench_files[i : i + b]])
-            return len(bench_files)
-        return _rate(run)
-
-    summary["speed_b8"] = {
-        "small alone": e2e(tiers["small"].decide), "big alone": e2e(tiers["big"].decide), "cascade": e2e(lambda ims: c.decide(ims)),
-    }
-    summary["routed_on_bench_files"] = float(c.decide([enc.load(f) for f in bench_files])[1].mean())
-    return summary
-
-
-def cascade_markdown(r: dict, small: str, big: str) -> str:
-    lines = [
-        f"Small tier **{small}**, big tier **{big}**; routing margin {r['margin']:.4f} (tuned on 20% of the gallery "
-        "held out, to keep open-set accuracy within 0.1 pt of the big tier).", "",
-        "| | open-set accuracy | cat/dog accuracy | wrong accepts | frames to the big tier | end to end b8 img/s |",
-        "|---|---|---|---|---|---|",
-    ]
-    for k in ("small alone", "big alone", "cascade"):
-        s = r[k]
-        routed = "-" if s["routed"] is None else f"{100 * s['routed']:.1f}%"
-        lines.append(
-            f"| {k} | {100 * s['open_set_accuracy']:.2f}% | {100 * s['cat_dog_accuracy']:.2f}% | "
-            f"{100 * s['wrong_accepts']:.2f}% | {routed} | {r['speed_b8'][k]:.1f} |"
-        )
-    return "\n".join(lines) + "\n"
+# Students from scripts/students.py join the comparison when they are in the model cache, fp32 and
+# INT8 (built here like the teacher's).
+STUDENTS = ("efficientnet-lite0-s160", "efficientnet-lite0-pruned30")
+CASCADES = "efficientnet-lite0-int8@openvino>efficientnet-lite0@cpu,efficientnet-lite0-s160-int8@openvino>efficientnet-lite0@cpu"
 
 
 @cli.command()
 def main(
     data: Path = typer.Option(Path("../shared/datasets"), help="The shared datasets folder."),
     out: Path = typer.Option(Path("docs"), help="Where benchmarks.md/.json go."),
-    variants: str = typer.Option(DEFAULT_VARIANTS, help="model@runtime, comma-separated."),
+    variants: str = typer.Option(DEFAULT_VARIANTS, help="model@runtime, comma-separated (students are added when built)."),
+    cascades: str = typer.Option(CASCADES, help="small>big tier pairs, comma-separated (skipped when a model is missing)."),
     n: int = typer.Option(64, help="Photos per timing."),
 ) -> None:
     """INT8/FP16 builds, variants side by side, and the cascade, into docs/benchmarks.md."""
@@ -132,21 +56,25 @@ def main(
     base = registry.resolve(registry.DEFAULT_MODEL, settings.model_cache)
     calib = [p.path for p in gallery]
     random.Random(0).shuffle(calib)
-    with progress_bar("INT8 calibration", 300) as advance:
-        compress.quantize_int8(base, base.parent / f"{base.name}-int8", calib[:300], on_progress=advance)
+    students = [d for d in (settings.model_cache / name for name in STUDENTS) if registry.is_model_dir(d)]
+    for model in [base, *students]:
+        with progress_bar(f"{model.name}: INT8 calibration", 300) as advance:
+            compress.quantize_int8(model, model.parent / f"{model.name}-int8", calib[:300], on_progress=advance)
     compress.convert_fp16(base, base.parent / f"{base.name}-fp16")
     bench_files = sorted((data / "catsdogs" / "cat").iterdir())[:n]
     t0 = time.time()
     chosen = [Variant.parse(v) for v in variants.split(",")]
+    chosen += [Variant(f"{d.name}{suffix}", rt) for d in students for suffix, rt in (("", "cpu"), ("-int8", "openvino"))]
     with progress_bar("variants", len(chosen)) as advance:
         def status(msg: str) -> None:
             if msg.endswith("timing") and not msg.startswith("PyTorch"):
                 advance(1)
         result = compare_variants(settings, chosen, gallery, test, bench_files, status=status)
-    small, big = Variant("efficientnet-lite0-int8", "openvino"), Variant("efficientnet-lite0", "cpu")
-    casc = run_cascade(settings, small, big, gallery, test, bench_files)
+    pairs = [tuple(Variant.parse(v) for v in pair.split(">")) for pair in cascades.split(",") if pair]
+    pairs = [(a, b) for a, b in pairs if all(registry.is_model_dir(settings.model_cache / v.model) for v in (a, b))]
+    casc = [cascade.evaluate(settings, small, big, gallery, test, bench_files) for small, big in pairs]
     command = "python " + " ".join(sys.argv)
-    (out / "benchmarks.json").write_text(json.dumps({"variants": result, "cascade": casc}, indent=2, default=str))
+    (out / "benchmarks.json").write_text(json.dumps({"variants": result, "cascades": casc}, indent=2, default=str))
     text = [
         "# Edge speed: model variants, runtimes and the cascade", "",
         f"Machine: {__import__('os').cpu_count()} CPU cores (AVX2), ONNX Runtime "
@@ -158,7 +86,7 @@ def main(
         f"Timings over {len(bench_files)} `catsdogs/cat` photos.", "",
         markdown(result, command), "",
         "## Cascade", "",
-        cascade_markdown(casc, small.label, big.label),
+        *(cascade.markdown(c) + "\n" for c in casc),
     ]
     (out / "benchmarks.md").write_text("\n".join(text))
     typer.echo(f"report: {out / 'benchmarks.md'}")

@@ -22,6 +22,7 @@ ls "$DATA/raccoon" | sort -V | head -98 | while read -r f; do ln -s "$(realpath 
 $KG gallery build "$WORK/gallery"
 $KG gallery add raccoon "$WORK/raccoon"
 $KG gallery list
+$KG health show  # the health gate's learned fault detectors (docs/health_gate.md)
 $KG classify "$DATA/catsdogs/cat/cat.999.jpg" "$DATA/catsdogs/dog/dog.999.jpg" "$DATA/raccoon/raccoon-200.jpg" \
   "$DATA/others/n02119789_kit_fox.JPEG" "$DATA/others_objects/n02666196_abacus.JPEG" "$DATA/badfiles"
 # The evaluation, and the same test through five camera faults at severity 3 (health gate +

@@ -8,11 +8,14 @@ Prints frames/s and client-side latency percentiles per level; ``--json`` keeps 
     python scripts/load.py --kennels 1,2,4 --fps 20 --seconds 15
     python scripts/load.py --url http://127.0.0.1:8000 --admin-token $KENNELGATE_ADMIN_TOKEN
     python scripts/load.py --scene static --kennels 10 --compare-gating   # idle kennels, CPU share
+    python scripts/load.py --scene static --kennels 10 --transport ws     # frames over WebSocket streams
 
 ``--scene static`` is an empty doorway: each kennel's camera sends the same view with fresh
 sensor noise in every frame (a live camera, not a frozen one). The server's CPU share (its
 process CPU time over wall time × cores) is reported per level; ``--compare-gating`` runs the
-same levels again on a server with motion gating off, in the same command.
+same levels again on a server with motion gating off, in the same command. ``--transport ws``
+sends each kennel's frames over one WebSocket stream (``/v1/kennels/{id}/stream``) instead of one
+POST per frame; ``both`` runs each level both ways.
 """
 
 from __future__ import annotations
@@ -85,9 +88,9 @@ def _setup(url: str, admin: dict, n_kennels: int, photos: int) -> list[tuple[int
         return kennels
 
 
-async def _kennel_loop(client, kid, headers, frames, fps, until, lat, server_ms, errors) -> None:
-    period, i = 1.0 / fps, 0
-    next_t = time.perf_counter()
+async def _paced(fps: float, until: float):
+    """Frame numbers on a camera's schedule (``fps``) until ``until`` (perf_counter time)."""
+    period, i, next_t = 1.0 / fps, 0, time.perf_counter()
     while True:
         now = time.perf_counter()
         if now >= until:
@@ -95,6 +98,12 @@ async def _kennel_loop(client, kid, headers, frames, fps, until, lat, server_ms,
         if next_t > now:
             await asyncio.sleep(next_t - now)
         next_t += period
+        yield i
+        i += 1
+
+
+async def _kennel_loop(client, kid, headers, frames, fps, until, lat, server_ms, errors) -> None:
+    async for i in _paced(fps, until):
         t0 = time.perf_counter()
         try:
             r = await client.post(f"/v1/kennels/{kid}/frames", content=frames[i % len(frames)], headers=headers)
@@ -105,7 +114,6 @@ async def _kennel_loop(client, kid, headers, frames, fps, until, lat, server_ms,
                 errors.append(r.status_code)
         except httpx.HTTPError as exc:
             errors.append(type(exc).__name__)
-        i += 1
 
 
 def _cpu_seconds(pid: Optional[int]) -> Optional[float]:
@@ -138,7 +146,35 @@ def static_scenes(n_kennels: int, frames_each: int = 30, seed: int = 0) -> list[
     return out
 
 
-async def _level(url, kennels, frames, fps, seconds, pid: Optional[int] = None) -> dict:
+async def _kennel_stream(url, kid, headers, frames, fps, until, lat, server_ms, errors) -> None:
+    """One camera's WebSocket stream: frames sent on schedule, answers read as they come."""
+    import websockets
+
+    ws_url = url.replace("http", "ws", 1) + f"/v1/kennels/{kid}/stream"
+    async with websockets.connect(ws_url, additional_headers=headers, compression=None, max_size=None) as ws:
+        sent: asyncio.Queue = asyncio.Queue()
+
+        async def read() -> None:
+            while True:
+                t0 = await sent.get()
+                if t0 is None:
+                    return
+                answer = json.loads(await ws.recv())
+                if "error" in answer:
+                    errors.append(answer["error"])
+                else:
+                    lat.append(time.perf_counter() - t0)
+                    server_ms.append(answer["latency_ms"])
+
+        reader = asyncio.create_task(read())
+        async for i in _paced(fps, until):
+            await sent.put(time.perf_counter())
+            await ws.send(frames[i % len(frames)])
+        await sent.put(None)
+        await reader
+
+
+async def _level(url, kennels, frames, fps, seconds, pid: Optional[int] = None, transport: str = "http") -> dict:
     """``frames``: one list shared by all kennels, or one list per kennel."""
     lat: list[float] = []
     server_ms: list[float] = []
@@ -152,13 +188,19 @@ async def _level(url, kennels, frames, fps, seconds, pid: Optional[int] = None) 
         cpu0 = _cpu_seconds(pid)
         t0 = time.perf_counter()
         until = t0 + seconds
-        await asyncio.gather(*[
-            _kennel_loop(client, kid, h, fr, fps, until, lat, server_ms, errors) for (kid, h), fr in zip(kennels, per_kennel)
-        ])
+        if transport == "ws":
+            await asyncio.gather(*[
+                _kennel_stream(url, kid, h, fr, fps, until, lat, server_ms, errors) for (kid, h), fr in zip(kennels, per_kennel)
+            ])
+        else:
+            await asyncio.gather(*[
+                _kennel_loop(client, kid, h, fr, fps, until, lat, server_ms, errors) for (kid, h), fr in zip(kennels, per_kennel)
+            ])
         elapsed = time.perf_counter() - t0
         cpu1 = _cpu_seconds(pid)
     ms = np.array(lat) * 1000.0
     return {
+        "transport": transport,
         "kennels": len(kennels),
         "target_fps": fps * len(kennels),
         "achieved_fps": round(len(lat) / elapsed, 1),
@@ -179,6 +221,7 @@ def main(
     seconds: float = typer.Option(15.0, help="Duration of each level."),
     scene: str = typer.Option("moving", help="moving: a different dog photo each frame; static: empty doorways."),
     compare_gating: bool = typer.Option(False, help="Run the levels again on a server with motion gating off."),
+    transport: str = typer.Option("http", help="http: one POST per frame; ws: one WebSocket stream per kennel; both."),
     url: Optional[str] = typer.Option(None, help="Use a running server instead of starting one."),
     server_pid: Optional[int] = typer.Option(None, help="With --url: the server's pid, to report its CPU share."),
     admin_token: str = typer.Option("load-admin", envvar="KENNELGATE_ADMIN_TOKEN", help="Admin token for setup."),
@@ -189,6 +232,9 @@ def main(
     levels = [int(x) for x in kennels.split(",")]
     if scene not in ("moving", "static"):
         raise typer.BadParameter("--scene is moving or static")
+    if transport not in ("http", "ws", "both"):
+        raise typer.BadParameter("--transport is http, ws or both")
+    transports = ["http", "ws"] if transport == "both" else [transport]
     if scene == "static":
         frames = static_scenes(max(levels))
     else:
@@ -198,19 +244,19 @@ def main(
         runs.append(("motion gating off", {"KENNELGATE_MOTION_THRESHOLD": "0"}))
     results = []
     for label, extra in runs:
-        results += [{"server": label, **r} for r in _run_levels(levels, frames, fps, seconds, url, server_pid, admin_token, photos, extra)]
-    table = Table("server", "kennels", "target fps", "achieved fps", "p50 ms", "p99 ms", "server p50 ms", "server CPU", "errors",
+        results += [{"server": label, **r} for r in _run_levels(levels, frames, fps, seconds, url, server_pid, admin_token, photos, extra, transports)]
+    table = Table("server", "transport", "kennels", "target fps", "achieved fps", "p50 ms", "p99 ms", "server p50 ms", "server CPU", "errors",
                   title=f"KennelGate load on loopback ({os.cpu_count()} cores, scene: {scene})")
     for r in results:
         cpu = f"{r['server_cpu_pct']}%" if r["server_cpu_pct"] is not None else "n/a"
-        table.add_row(r["server"], *(str(r[k]) for k in ("kennels", "target_fps", "achieved_fps", "p50_ms", "p99_ms", "server_p50_ms")), cpu, str(r["errors"]))
+        table.add_row(r["server"], *(str(r[k]) for k in ("transport", "kennels", "target_fps", "achieved_fps", "p50_ms", "p99_ms", "server_p50_ms")), cpu, str(r["errors"]))
     console.print(table)
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps({"fps_per_kennel": fps, "seconds": seconds, "scene": scene, "levels": results}, indent=2))
 
 
-def _run_levels(levels, frames, fps, seconds, url, server_pid, admin_token, photos, extra_env) -> list[dict]:
+def _run_levels(levels, frames, fps, seconds, url, server_pid, admin_token, photos, extra_env, transports=("http",)) -> list[dict]:
     proc, tmp = None, None
     if url is None:
         tmp = tempfile.TemporaryDirectory(prefix="kennelgate-load-")
@@ -223,9 +269,10 @@ def _run_levels(levels, frames, fps, seconds, url, server_pid, admin_token, phot
         all_kennels = _setup(url, admin, max(levels), photos)
         results = []
         for n in levels:
-            with console.status(f"{n} kennel(s) × {fps:g} fps for {seconds:g}s…"):
-                use = frames[:n] if isinstance(frames[0], list) else frames
-                results.append(asyncio.run(_level(url, all_kennels[:n], use, fps, seconds, server_pid)))
+            for transport in transports:
+                with console.status(f"{n} kennel(s) × {fps:g} fps for {seconds:g}s over {transport}…"):
+                    use = frames[:n] if isinstance(frames[0], list) else frames
+                    results.append(asyncio.run(_level(url, all_kennels[:n], use, fps, seconds, server_pid, transport)))
         return results
     finally:
         if proc is not None:

@@ -82,7 +82,7 @@ def test_eval_report_and_bench(tmp_path, env, default_model):
     assert (report / "report.md").read_text().count("|") > 10
 
     run(["gallery", "build", str(gallery)], env)
-    out = run(["bench", "--images", str(DATASETS / "catsdogs" / "cat"), "--n", "8", "--json", str(tmp_path / "b.json")], env)
+    run(["bench", "--images", str(DATASETS / "catsdogs" / "cat"), "--n", "8", "--json", str(tmp_path / "b.json")], env)
     rows = json.loads((tmp_path / "b.json").read_text())
     stages = {(r["stage"], r["batch"]) for r in rows}
     assert ("end to end", 1) in stages and ("end to end", 8) in stages

@@ -131,3 +131,67 @@ def test_cascade_sends_uncertain_frames_to_the_big_tier(variants):
     mixed, routed = some.decide(frames)
     for d, s, b, r in zip(mixed, d_small, d_big, routed):
         assert d.species == (b.species if r else s.species)
+
+
+def test_cascade_tune_cli_prints_a_margin_and_both_tiers(variants, tmp_path, env):  # noqa: F811
+    cache, base, int8, _ = variants
+    cats, dogs = sorted((DATASETS / "catsdogs" / "cat").iterdir()), sorted((DATASETS / "catsdogs" / "dog").iterdir())
+    others = sorted((DATASETS / "others").iterdir())
+    gallery = photo_root(tmp_path / "g", {"cat": cats[:50], "dog": dogs[:50], "other": others[:40:2]})
+    out = run(["cascade", "tune", "--gallery", str(gallery), "--small", f"{int8.name}@openvino", "--big", f"{base.name}@cpu"],
+              {**env, "KENNELGATE_MODEL_CACHE": str(cache), "COLUMNS": "200"}).stdout
+    margin = float(out.strip().splitlines()[-1].split("=")[1])
+    assert margin >= 0 and "small alone" in out and "big alone" in out and "cascade" in out
+
+
+def test_distilled_students_export_and_embed(default_model, tmp_path, env):  # noqa: F811
+    """`kennelgate model distill`: a 128-px student and a pruned one, trained briefly on real photos,
+    exported with their own fingerprints; the pruned one is smaller; both embed real photos."""
+    need_datasets()
+    cache = tmp_path / "cache"
+    shutil.copytree(default_model, cache / default_model.name, ignore=shutil.ignore_patterns("model.opt-*"))
+    photos = photo_root(tmp_path, {"p": sorted((DATASETS / "catsdogs" / "dog").iterdir())[:40]}) / "p"
+    env = {**env, "KENNELGATE_MODEL_CACHE": str(cache), "COLUMNS": "200"}
+    small = run(["model", "distill", "--size", "128", "--photos", str(photos), "--epochs", "1", "--views", "1"], env).stdout
+    assert "efficientnet-lite0-s128" in small and "cosine to the teacher" in small
+    run(["model", "distill", "--prune", "0.3", "--photos", str(photos), "--epochs", "1", "--views", "1"], env)
+    teacher = compress.ModelSpec.load(cache / default_model.name)
+    s128 = compress.ModelSpec.load(cache / "efficientnet-lite0-s128")
+    pruned = compress.ModelSpec.load(cache / "efficientnet-lite0-pruned30")
+    assert s128.preprocess.input_size == 128 and s128.logits_output is None and s128.embedding_dim == teacher.embedding_dim
+    assert len({teacher.fingerprint, s128.fingerprint, pruned.fingerprint}) == 3
+    report = pruned.extra["report"]
+    assert report["params_student"] < 0.8 * report["params_teacher"]
+    assert s128.extra["report"]["cosine_before"] > 0.5  # the same weights at a lower resolution
+    files = sorted((DATASETS / "catsdogs" / "cat").iterdir())[:4]
+    for spec in (s128, pruned):
+        enc, v = _embed(cache / spec.name, "cpu", files)
+        assert v.shape == (4, teacher.embedding_dim) and np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-4)
+    refused = run(["model", "distill", "--photos", str(photos)], env, check=False)
+    assert refused.returncode == 2 and "--size" in refused.stderr
+
+
+def test_encoder_batcher_shares_runs_and_gives_each_frame_its_own_vector(default_model):
+    import threading
+
+    from app.batcher import EncoderBatcher
+
+    enc = Encoder(default_model, providers="cpu")
+    files = sorted((DATASETS / "catsdogs" / "dog").iterdir())[:12]
+    tensors = [enc.preprocess([enc.load(f)]) for f in files]
+    alone = [enc.run(t).vectors[0] for t in tensors]
+    batcher = EncoderBatcher(enc, max_batch=8, linger_ms=20)
+    got: dict[int, np.ndarray] = {}
+
+    def frame(i: int) -> None:
+        got[i] = batcher.embed(tensors[i])
+
+    threads = [threading.Thread(target=frame, args=(i,)) for i in range(len(files))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    batcher.close()
+    assert batcher.items == 12 and batcher.batches < 12
+    for i, v in enumerate(alone):
+        assert float(v @ got[i]) > 0.9999

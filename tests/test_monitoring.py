@@ -269,3 +269,79 @@ def test_motion_gating_reuses_the_answer_while_the_scene_is_still(server_env, st
         log = c.get("/v1/decisions", params={"kennel_id": kid, "limit": 20}, headers=ADMIN).json()
         assert sum(d["reused"] for d in log) == 10
         assert f'kennelgate_frames_reused_total{{kennel="{kid}"}} 10.0' in c.get("/metrics").text
+
+
+def _noisy(path, n: int, seed: int = 0) -> list[bytes]:
+    """A live camera on a still scene: the same view, new sensor noise in every frame."""
+    rng = np.random.default_rng(seed)
+    base = np.asarray(Image.open(path).convert("RGB"), np.float32)
+    return [_jpeg(Image.fromarray(np.clip(base + rng.normal(0, 2, base.shape), 0, 255).astype(np.uint8))) for _ in range(n)]
+
+
+def test_an_idle_doorway_is_sampled_and_an_arriving_dog_still_opens_the_door(server_env, start_server):
+    """An empty doorway answered `other` goes idle: 2 of 3 frames are answered unseen, the forced
+    re-check comes 3× less often, and a dog that walks in is seen within 2 frames."""
+    need_datasets()
+    env = {**server_env, "KENNELGATE_MOTION_MAX_SKIP": "6", "KENNELGATE_MOTION_IDLE_AFTER": "3",
+           "KENNELGATE_MOTION_IDLE_EVERY": "3"}
+    srv = start_server(env)
+    doorway = _noisy(DATASETS / "others_objects" / "n03220513_dome.JPEG", 22)
+    dog = _noisy(_photos("dog")[850], 8, seed=1)
+    with httpx.Client(base_url=srv.url, timeout=60) as c:
+        kid, tok, post = _kennel_with_gallery(c, "idle", ["dog"], 40)
+        answers = [post(f) for f in doorway]
+        kinds = "".join("u" if "not examined" in a["reason"] else "r" if a["reused"] else "c" for a in answers)
+        assert kinds == "crrr" + "uur" * 5 + "c" + "uu", kinds
+        assert all(a["decision"] == "closed" and a["species"] == answers[0]["species"] != "dog" for a in answers)
+        arrived = [post(f) for f in dog]
+        first_seen = next(i for i, a in enumerate(arrived) if not a["reused"])
+        opened = next(i for i, a in enumerate(arrived) if a["decision"] == "open")
+        assert first_seen <= 2 and arrived[first_seen]["species"] == "dog"
+        # The door's rule, not the sampling, sets the rest: 3 of 5 for the dog and no `other` vote left.
+        assert opened == first_seen + 4
+        assert not any(a["reused"] and "not examined" in a["reason"] for a in arrived[first_seen:])
+        log = c.get("/v1/decisions", params={"kennel_id": kid, "limit": 100}, headers=ADMIN).json()
+        assert len(log) == len(doorway) + len(dog)  # unseen frames are logged like any other
+
+
+def test_websocket_stream_answers_each_frame_in_order_and_ends_on_revocation(server_env, start_server):
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    need_datasets()
+    srv = start_server(server_env)
+    ws_url = srv.url.replace("http", "ws", 1)
+    frames = [f.read_bytes() for f in _photos("dog")[860:864]] + [_photos("cat")[860].read_bytes()]
+    with httpx.Client(base_url=srv.url, timeout=60) as c:
+        kid, tok, post = _kennel_with_gallery(c, "stream", ["dog"], 40)
+        other_kid, other_tok = _kennel(c, "stream-other", ["cat"])
+        with connect(f"{ws_url}/v1/kennels/{kid}/stream", additional_headers=tok, compression=None) as ws:
+            for f in frames:  # pipelined: every frame sent before any answer is read
+                ws.send(f)
+            answers = [json.loads(ws.recv(timeout=60)) for _ in frames]
+            assert [a["decision"] for a in answers] == ["closed", "closed", "open", "open", "closed"]
+            assert [a["species"] for a in answers] == ["dog"] * 4 + ["cat"]
+            assert set(answers[0]) == set(post(frames[0]))  # the same answer as POST …/frames
+            from app.schemas import FrameOut
+
+            for a in answers:  # both endpoints return it unvalidated: it must match the documented schema
+                FrameOut.model_validate(a)
+            ws.send("not a frame")
+            assert "binary message" in json.loads(ws.recv(timeout=10))["error"]
+            ws.send(b"not an image")
+            bad = json.loads(ws.recv(timeout=10))
+            assert bad["decision"] == "closed" and bad["reason"].startswith("bad frame")
+            token_id = c.get(f"/v1/kennels/{kid}/tokens", headers=ADMIN).json()[0]["id"]
+            assert c.delete(f"/v1/tokens/{token_id}", headers=ADMIN).status_code == 204
+            ws.send(frames[0])
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=10)
+            assert closed.value.rcvd.code == 1008
+        # Another kennel's token, or none, never gets a stream.
+        for headers in (other_tok, {}):
+            with pytest.raises(Exception) as refused:
+                with connect(f"{ws_url}/v1/kennels/{kid}/stream", additional_headers=headers) as ws:
+                    ws.recv(timeout=10)
+            assert "1008" in str(refused.value) or "403" in str(refused.value)
+        logged = c.get("/v1/decisions", params={"kennel_id": kid, "limit": 50}, headers=ADMIN).json()
+        assert len(logged) == len(frames) + 2  # the stream's frames, the bad one, and the POST

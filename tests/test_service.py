@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
 import threading
@@ -254,3 +255,38 @@ def test_rebuild_while_serving(server_env, start_server, tmp_path):
                 break
             time.sleep(0.2)
         assert state["state"] == "done" and state["version"] > versions[-1], state
+
+
+def test_cascade_sends_unsure_frames_to_a_big_tier_server(server_env, start_server, tmp_path):
+    """A second real server is the big tier. With the margin wide open every classified frame goes
+    there; when it is down, an unsure frame keeps the door shut and says why."""
+    need_datasets()
+    cats = sorted((DATASETS / "catsdogs" / "cat").iterdir())
+    dogs = sorted((DATASETS / "catsdogs" / "dog").iterdir())
+    big = start_server({**server_env, "KENNELGATE_HOME": str(tmp_path / "big")})
+    with httpx.Client(base_url=big.url, timeout=120) as c:
+        _upload(c, "cat", [("c.zip", _zip_folder("cat", cats[:60]))])
+        _upload(c, "dog", [("d.zip", _zip_folder("dog", dogs[:60]))])
+        assert c.post("/v1/classify", content=dogs[900].read_bytes()).status_code == 401
+        direct = c.post("/v1/classify", content=dogs[900].read_bytes(), headers=ADMIN)
+        assert direct.status_code == 200 and direct.json()["species"] == "dog" and direct.json()["accepted"]
+        assert c.post("/v1/classify", content=b"junk", headers=ADMIN).status_code == 422
+        assert c.get("/v1/decisions", headers=ADMIN).json() == []  # classify logs nothing
+    small = start_server({**server_env, "KENNELGATE_HOME": str(tmp_path / "small"), "KENNELGATE_CASCADE_URL": big.url,
+                          "KENNELGATE_CASCADE_TOKEN": "test-admin-token", "KENNELGATE_CASCADE_MARGIN": "10"})
+    with httpx.Client(base_url=small.url, timeout=120) as c:
+        _upload(c, "cat", [("c.zip", _zip_folder("cat", cats[:60]))])
+        _upload(c, "dog", [("d.zip", _zip_folder("dog", dogs[:60]))])
+        kid, tok = _kennel(c, "cascade", ["dog"])
+        frames = dogs[900:904] + cats[900:901]
+        answers = [c.post(f"/v1/kennels/{kid}/frames", content=f.read_bytes(), headers=tok).json() for f in frames]
+        assert all(a["tier"] == "remote" and "answered by the big tier" in a["reason"] for a in answers), json.dumps(answers)
+        with httpx.Client(base_url=big.url, timeout=60, headers=ADMIN) as b:  # the big tier's own answers
+            direct = [b.post("/v1/classify", content=f.read_bytes()).json() for f in frames]
+        assert [a["species"] for a in answers] == [d["species"] for d in direct]
+        assert [a["score"] for a in answers] == [d["score"] for d in direct]
+        assert answers[-1]["species"] == "cat" and answers[-1]["decision"] == "closed"
+        big.stop()
+        lost = [c.post(f"/v1/kennels/{kid}/frames", content=f.read_bytes(), headers=tok).json() for f in dogs[905:908]]
+        assert all(a["tier"] == "local" and a["decision"] == "closed" and "big tier did not answer" in a["reason"] for a in lost)
+        assert "kennelgate_frames_cascaded_total 5.0" in c.get("/metrics").text

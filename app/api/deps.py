@@ -23,12 +23,21 @@ async def get_service(request: Request) -> Service:
 ServiceDep = Annotated[Service, Depends(get_service)]
 
 
-async def _principal(service: ServiceDep, creds: Optional[HTTPAuthorizationCredentials] = Depends(bearer)) -> Principal:
-    # Every frame carries a token: answer from the cache on the event loop, and go to the
-    # database (in a worker thread) only on a miss.
-    who = service.auth.cached(creds.credentials) if creds else None
+async def principal_of(service: Service, token: Optional[str]) -> Optional[Principal]:
+    """Who holds ``token``, or None. Every frame carries a token: answered from the cache on the
+    event loop, and from the database (in a worker thread) only on a miss."""
+    who = service.auth.cached(token) if token else None
     if who is Authenticator.MISS:
-        who = await run_in_threadpool(service.auth.identify, creds.credentials)
+        who = await run_in_threadpool(service.auth.identify, token)
+    return who
+
+
+def may_send_frames(who: Optional[Principal], kennel_id: int) -> bool:
+    return who is not None and (who.kind == "admin" or who.kennel_id == kennel_id)
+
+
+async def _principal(service: ServiceDep, creds: Optional[HTTPAuthorizationCredentials] = Depends(bearer)) -> Principal:
+    who = await principal_of(service, creds.credentials if creds else None)
     if who is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "missing or invalid token (Authorization: Bearer <token>)",
@@ -44,9 +53,10 @@ async def require_admin(who: Principal = Depends(_principal)) -> Principal:
 
 
 async def require_device_or_admin(kennel_id: int, who: Principal = Depends(_principal)) -> Principal:
-    if who.kind == "admin" or who.kennel_id == kennel_id:
+    if may_send_frames(who, kennel_id):
         return who
     raise HTTPException(status.HTTP_403_FORBIDDEN, "this device token belongs to another kennel")
 
 
 Admin = Depends(require_admin)
+AnyToken = Depends(_principal)
