@@ -21,6 +21,9 @@ class Metrics:
         self.frames_cascaded = Counter(
             "kennelgate_frames_cascaded", "Frames this model was unsure of, answered by the cascade's big tier", registry=r
         )
+        self.frames_skipped = Counter(
+            "kennelgate_frames_skipped", "Stream frames skipped undecided: the server was behind", ["kennel"], registry=r
+        )
         self.frame_errors = Counter("kennelgate_frame_errors", "Frames that failed (door kept shut)", ["kind"], registry=r)
         self.latency = Histogram(
             "kennelgate_frame_latency_seconds", "Decode + embed + decide, per frame", buckets=LATENCY_BUCKETS, registry=r

@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     decision_retention_days: int = Field(90, description="the nightly job deletes older decisions (0 = keep all)")
     encoder_batch: int = Field(8, description="frames of different kennels that may share one encoder run (1 = no batching)")
     encoder_linger_ms: float = Field(2.0, description="how long a frame waits for others to share its encoder run")
+    stream_backlog: int = Field(
+        4, description="frames a WebSocket stream may have waiting; an older frame beyond this is skipped (answered, "
+        "not decided) so that answers stay fresh when a device sends faster than the server decides"
+    )
     upload_max_files: int = Field(5000, description="files per upload request (zip entries included)")
     upload_max_total_bytes: int = Field(2 * 1024**3, description="uncompressed bytes per upload request")
     index_poll_seconds: float = Field(1.0, description="how often the API looks for a new index version")

@@ -345,3 +345,26 @@ def test_websocket_stream_answers_each_frame_in_order_and_ends_on_revocation(ser
             assert "1008" in str(refused.value) or "403" in str(refused.value)
         logged = c.get("/v1/decisions", params={"kennel_id": kid, "limit": 50}, headers=ADMIN).json()
         assert len(logged) == len(frames) + 2  # the stream's frames, the bad one, and the POST
+
+
+def test_websocket_stream_skips_stale_frames_when_the_device_sends_too_fast(server_env, start_server):
+    from websockets.sync.client import connect
+
+    need_datasets()
+    srv = start_server({**server_env, "KENNELGATE_STREAM_BACKLOG": "1"})
+    frames = [f.read_bytes() for f in _photos("dog")[870:894]]  # distinct scenes: each needs the encoder
+    with httpx.Client(base_url=srv.url, timeout=60) as c:
+        kid, tok, _ = _kennel_with_gallery(c, "flood", ["dog"], 40)
+        with connect(f"{srv.url.replace('http', 'ws', 1)}/v1/kennels/{kid}/stream", additional_headers=tok, compression=None) as ws:
+            for f in frames:  # far faster than the server decides
+                ws.send(f)
+            answers = [json.loads(ws.recv(timeout=60)) for _ in frames]
+        skipped = [a for a in answers if a.get("skipped")]
+        decided = [a for a in answers if not a.get("skipped")]
+        assert skipped and all("newer frames" in a["error"] and "decision" not in a for a in skipped)
+        assert not answers[-1].get("skipped")  # the newest frame is always decided
+        assert all(a["species"] == "dog" for a in decided)
+        logged = c.get("/v1/decisions", params={"kennel_id": kid, "limit": 50}, headers=ADMIN).json()
+        assert len(logged) == len(decided)  # skipped frames were never decided
+        metrics = c.get("/metrics").text
+        assert f'kennelgate_frames_skipped_total{{kennel="{kid}"}} {float(len(skipped))}' in metrics

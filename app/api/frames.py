@@ -8,6 +8,7 @@ whose scene has not changed (docs/load.md).
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from fastapi import APIRouter, Depends, HTTPException, Request, WebSocket, WebSocketDisconnect, status
@@ -113,10 +114,15 @@ async def stream_frames(websocket: WebSocket, kennel_id: int) -> None:
         await websocket.close(code=status.WS_1008_POLICY_VIOLATION, reason="invalid token for this kennel, or no such kennel")
         return
     await websocket.accept()
-    limit = service.settings.max_bytes
+    # Frames are read as they arrive, decided one at a time; a device that sends faster than that
+    # must not get answers that lag ever further behind the scene: frames with more than
+    # `stream_backlog` newer ones waiting are answered as skipped, undecided (they open nothing).
+    waiting: asyncio.Queue = asyncio.Queue()
+    receiver = asyncio.create_task(_receive_into(websocket, waiting))
+    limit, backlog = service.settings.max_bytes, max(1, service.settings.stream_backlog)
     try:
         while True:
-            message = await websocket.receive()
+            message = await waiting.get()
             if message["type"] == "websocket.disconnect":
                 return
             data = message.get("bytes")
@@ -127,6 +133,10 @@ async def stream_frames(websocket: WebSocket, kennel_id: int) -> None:
             if not may_send_frames(await principal_of(service, token), kennel_id) or kennel is None:
                 await websocket.close(code=status.WS_1008_POLICY_VIOLATION, reason="token revoked or kennel deleted")
                 return
+            if waiting.qsize() > backlog:
+                service.metrics.frames_skipped.labels(str(kennel_id)).inc()
+                await websocket.send_text(json.dumps({"error": "skipped: newer frames were waiting (send fewer frames per second)", "skipped": True}))
+                continue
             if len(data) > limit:
                 await websocket.send_text(json.dumps({"error": f"frame larger than {limit / 1e6:.0f} MB"}))
                 continue
@@ -134,3 +144,13 @@ async def stream_frames(websocket: WebSocket, kennel_id: int) -> None:
             await websocket.send_text(json.dumps(outcome.response()))
     except WebSocketDisconnect:
         return
+    finally:
+        receiver.cancel()
+
+
+async def _receive_into(websocket: WebSocket, waiting: asyncio.Queue) -> None:
+    while True:
+        message = await websocket.receive()
+        waiting.put_nowait(message)
+        if message["type"] == "websocket.disconnect":
+            return
