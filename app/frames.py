@@ -1,20 +1,21 @@
-"""One kennel frame: thumbnail → frozen / motion gate → decode → health gate → embed → gallery
-decision → door window → decision log.
+"""One kennel frame in the service: the shared frame pipeline (``kennelgate.pipeline``: motion
+gate, decode, health gate, encoder, decision, cascade), then the decision log, then the door
+window, then metrics and monitoring.
 
 A frame showing the same scene as the last classified one reuses that answer (motion gating,
 ``kennelgate.motion``): an empty doorway costs a thumbnail, not an encoder run.
 
 Fails closed: a bad frame, a missing index, a database outage or any other error keeps the door
-shut, and the reason goes into the response and (when the database is up) the log.
+shut, and the reason goes into the response and (when the database is up) the log. The frame's
+vote enters the door window only once the frame is in the log: an unlogged frame votes to stay
+shut.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import logging
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Optional
 
@@ -23,20 +24,19 @@ from PIL import Image
 from app.alerts import Notifier
 from app.batcher import EncoderBatcher
 from app.db.models import utcnow
-from app.decision_log import DecisionLog
 from app.db.session import Database
+from app.decision_log import DecisionLog
 from app.kennels import KennelConfig
 from app.metrics import Metrics
 from app.monitor import Monitoring
-from app.policy import Windows
-from embedder.images import ImageError
-from index.decision import Decision
 from index.folders import OTHER
 from index.store import GalleryError
-from kennelgate.cascade import RemoteTier, TierError, unsure
+from kennelgate.door import Windows
 from kennelgate.engine import Engine
-from kennelgate.health import OK, FreezeDetector, check
-from kennelgate.motion import MotionGate, thumbnail
+from kennelgate.health import OK
+from kennelgate.motion import MotionGate
+from kennelgate.pipeline import Camera, FrameResult
+from kennelgate.remote_tier import RemoteTier
 from kennelgate.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ class FrameOutcome:
     latency_ms: float = 0.0
     model: str = ""
     index_version: str = ""
+    prefix: str = ""  # how a reused answer came about, put before the reason
 
     def response(self) -> dict:
         return {
@@ -90,89 +91,64 @@ class FrameProcessor:
         self.monitoring = monitoring
         self.notifier = notifier
         self.decision_log = DecisionLog(db)
-        self._freeze: dict[int, FreezeDetector] = {}
-        self._motion: dict[int, MotionGate] = {}
+        self._cameras: dict[int, Camera] = {}
         self._batcher: Optional[EncoderBatcher] = None
         s = settings
         self.cascade = RemoteTier(s.cascade_url, s.cascade_token, s.cascade_timeout_s) if s.cascade_url else None
+        self.pipeline = engine.pipeline(embed=self._embed, big_tier=self.cascade.classify if self.cascade else None)
         self._last_thumb: dict[int, float] = {}
 
     def process(self, kennel: KennelConfig, data: bytes) -> FrameOutcome:
         t0 = time.perf_counter()
-        out = FrameOutcome(uuid.uuid4().hex, kennel.id)
-        image = None
-        motion = self._motion_gate(kennel)
-        freeze = self._freeze.setdefault(kennel.id, FreezeDetector())
+        result: Optional[FrameResult] = None
         try:
-            decider = self.engine.decider
-            idle = motion.unseen()
-            if idle is not None and idle.outcome.index_version == decider.version:
-                frozen = freeze.update_unseen(data, kennel.health)
-                if not frozen.ok:
-                    self._unhealthy(out, kennel, frozen.fault, frozen.detail)
-                else:
-                    self._reuse(out, kennel, idle, unseen=True)
-                return self._finish(out, kennel, None, t0)
-            thumb, decoded = thumbnail(data, self.engine.encoder.limits)
-            frozen = freeze.update(thumb, kennel.health, data)
-            if not frozen.ok:
-                self._unhealthy(out, kennel, frozen.fault, frozen.detail)
-                return self._finish(out, kennel, None, t0)
-            anchor = motion.unchanged(thumb)
-            if anchor is not None and anchor.outcome.index_version == decider.version:
-                self._reuse(out, kennel, anchor)
-                return self._finish(out, kennel, None, t0)
-            image = decoded if decoded is not None else self.engine.encoder.load(data)
-            out.model = self.engine.encoder.fingerprint
-            out.index_version = decider.version
-            health = check(image, kennel.health, self.engine.health_detector)
-            if not health.ok:
-                self._unhealthy(out, kennel, health.fault, health.detail)
-                motion.anchor(thumb, out.frame_id, dataclasses.replace(out))
-                return self._finish(out, kennel, image, t0)
-            vector = self.batcher.embed(self.engine.encoder.preprocess([image]))
-            d = decider.decide(vector[None, :], kennel.overrides)[0]
-            if self.cascade is not None and unsure(d, {**decider.thresholds, **kennel.overrides}, self.settings.cascade_margin):
-                d = self._ask_big_tier(d, data, out)
-            out.species, out.score, out.breed, out.best, out.accepted = d.species, d.score, d.breed, d.best, d.accepted
-            window = self.windows.get(kennel.id, kennel.policy, kennel.admits)
-            opened, why = window.add(time.monotonic(), d.species if d.accepted else None)
-            out.door = "open" if opened else "closed"
-            out.reason = why if d.accepted else f"{d.reason}; door closed"
-            if out.tier == "remote":
-                out.reason = f"answered by the big tier ({self.cascade.url}): {out.reason}"
-            motion.anchor(thumb, out.frame_id, dataclasses.replace(out))
-        except ImageError as exc:
-            self._fail(out, kennel, "bad_frame", f"bad frame: {exc}")
+            result = self.pipeline.run([data], [self._camera(kennel)], kennel.health, kennel.overrides)[0]
+            out = self._outcome(kennel, result)
         except GalleryError as exc:
-            self._fail(out, kennel, "no_index", f"no usable index: {exc}")
+            out = self._fail(kennel, "no_index", f"no usable index: {exc}")
         except Exception as exc:  # noqa: BLE001 - any failure must close the door, never raise past it
+            out = self._fail(kennel, "internal", f"internal error ({type(exc).__name__}); door kept shut")
             log.exception("frame %s failed", out.frame_id)
-            self._fail(out, kennel, "internal", f"internal error ({type(exc).__name__}); door kept shut")
-        return self._finish(out, kennel, image, t0)
+        return self._finish(out, kennel, result.image if result is not None and out.error is None else None, t0)
 
-    def _ask_big_tier(self, small: Decision, data: bytes, out: FrameOutcome) -> Decision:
-        """The big tier's answer for a frame this model is unsure of; none = the door stays shut."""
-        try:
-            big = self.cascade.classify(data)
-        except TierError as exc:
+    def _outcome(self, kennel: KennelConfig, r: FrameResult) -> FrameOutcome:
+        """The service's view of a pipeline result: the door is not decided yet."""
+        d = r.decision
+        out = FrameOutcome(r.frame_id, kennel.id, species=r.species, accepted=r.accepted, error=r.error,
+                           health=r.health.fault, reused=r.reused_from is not None,
+                           tier="remote" if r.tier == "remote" else "local",
+                           model=self.engine.encoder.fingerprint, index_version=r.index_version)
+        if d is not None:
+            out.score, out.breed, out.best = d.score, d.breed if r.accepted else None, d.best
+        if r.error is not None:
+            self._motion_reset(kennel)
+            self.metrics.frame_errors.labels(r.error).inc()
+        if r.tier == "remote":
+            self.metrics.frames_cascaded.inc()
+        elif r.tier == "unanswered":
             self.metrics.frame_errors.labels("cascade").inc()
-            return Decision(OTHER, small.score, False, top=small.top, best=small.best,
-                            reason=f"unsure ({small.reason}) and the big tier did not answer: {exc}")
-        out.tier = "remote"
-        self.metrics.frames_cascaded.inc()
-        return big
+        if out.reused:
+            self.metrics.frames_reused.labels(str(kennel.id)).inc()
+        out.reason = r.reason if r.error is not None or not r.health.ok else r.reason.split("; ")[0]
+        if out.reused:
+            seen = "idle scene, frame not examined" if r.unseen else "scene unchanged"
+            out.prefix = f"{seen} since frame {r.reused_from}: "
+        if r.tier == "remote" and self.cascade is not None:
+            out.prefix += f"answered by the big tier ({self.cascade.url}): "
+        return out
+
+    def _embed(self, images: list[Image.Image]):
+        """Frames from all kennels share encoder runs (the micro-batcher)."""
+        import numpy as np
+
+        return np.stack([self.batcher.embed(self.engine.encoder.preprocess([im])) for im in images])
 
     def classify(self, data: bytes) -> dict:
         """One image → the gallery's answer, with no door, health gate or log (``POST /v1/classify``)."""
         decider = self.engine.decider
         image = self.engine.encoder.load(data)
-        d = decider.decide(self.batcher.embed(self.engine.encoder.preprocess([image]))[None, :])[0]
-        return {
-            "species": d.species, "score": round(d.score, 4), "accepted": d.accepted, "best": d.best, "breed": d.breed,
-            "top": [[n, v] for n, v in d.top], "reason": d.reason, "model": self.engine.encoder.spec.name,
-            "index_version": decider.version,
-        }
+        d = decider.decide(self._embed([image]))[0]
+        return {**d.to_json(), "model": self.engine.encoder.spec.name, "index_version": decider.version}
 
     @property
     def batcher(self) -> EncoderBatcher:
@@ -190,8 +166,20 @@ class FrameProcessor:
         self.decision_log.close()
 
     def _finish(self, out: FrameOutcome, kennel: KennelConfig, image: Optional[Image.Image], t0: float) -> FrameOutcome:
+        window = self.windows.get(kennel.id, kennel.policy, kennel.admits)
+        now = time.monotonic()
+        vote = out.species if out.accepted and out.error is None else None
+        opened, why = window.would_open(now, vote)
+        out.door = "open" if opened else "closed"
+        if out.error is None and out.health == OK:
+            out.reason = why if out.accepted else f"{out.reason}; door closed"
+        elif out.health != OK and out.error is None:
+            out.reason = f"{out.reason}, door kept shut"
+        out.reason = out.prefix + out.reason
         out.latency_ms = (time.perf_counter() - t0) * 1000.0
-        self._log(out, image)
+        if not self._log(out, image):
+            vote = None
+        window.add(now, vote)  # after the log: an unlogged frame votes to stay shut
         self.metrics.frames.labels(str(kennel.id)).inc()
         self.metrics.decisions.labels(out.door, out.species).inc()
         self.metrics.latency.observe(out.latency_ms / 1000.0)
@@ -202,47 +190,31 @@ class FrameProcessor:
             log.exception("monitoring failed for frame %s", out.frame_id)
         return out
 
-    def _unhealthy(self, out: FrameOutcome, kennel: KennelConfig, fault: str, detail: str) -> None:
-        out.health, out.door, out.accepted, out.species = fault, "closed", False, OTHER
-        out.reason = f"camera fault ({detail}); not classified, door kept shut"
-        self.windows.get(kennel.id, kennel.policy, kennel.admits).add(time.monotonic(), None)
-
     def forget(self, kennel_id: int) -> None:
-        self._freeze.pop(kennel_id, None)
-        self._motion.pop(kennel_id, None)
+        self._cameras.pop(kennel_id, None)
 
-    def _motion_gate(self, kennel: KennelConfig) -> MotionGate:
-        """The kennel's gate (forgotten whenever the kennel's configuration changes)."""
-        gate = self._motion.get(kennel.id)
-        if gate is None:
+    def _camera(self, kennel: KennelConfig) -> Camera:
+        """The kennel's camera memory (forgotten whenever the kennel's configuration changes)."""
+        camera = self._cameras.get(kennel.id)
+        if camera is None:
             s = self.settings
-            gate = self._motion[kennel.id] = MotionGate(
+            camera = self._cameras[kennel.id] = Camera(MotionGate(
                 s.motion_threshold, s.motion_max_skip, s.motion_idle_after, s.motion_idle_every,
-                opens_nothing=lambda a: not a.accepted or a.species not in kennel.admits,
-            )
-        return gate
+                opens_nothing=lambda r: not r.accepted or r.species not in kennel.admits,
+            ))
+        return camera
 
-    def _reuse(self, out: FrameOutcome, kennel: KennelConfig, anchor, unseen: bool = False) -> None:
-        """Same scene as the anchor frame: its answer again, and its vote again in the door window.
+    def _motion_reset(self, kennel: KennelConfig) -> None:
+        camera = self._cameras.get(kennel.id)
+        if camera is not None and camera.motion is not None:
+            camera.motion.reset()  # after a failure the next frame gets the full pipeline
 
-        ``unseen``: the frame was not even decoded (idle sampling; the answer opens nothing)."""
-        a: FrameOutcome = anchor.outcome
-        out.species, out.score, out.breed, out.best, out.accepted = a.species, a.score, a.breed, a.best, a.accepted
-        out.health, out.model, out.index_version, out.reused, out.tier = a.health, a.model, a.index_version, True, a.tier
-        self.metrics.frames_reused.labels(str(kennel.id)).inc()
-        opened, why = self.windows.get(kennel.id, kennel.policy, kennel.admits).add(
-            time.monotonic(), a.species if a.accepted else None
-        )
-        out.door = "open" if opened else "closed"
-        seen = "idle scene, frame not examined" if unseen else "scene unchanged"
-        out.reason = f"{seen} since frame {anchor.frame_id}: " + (why if a.accepted else f"{a.reason.split('; ')[0]}; door closed")
+    def _fail(self, kennel: KennelConfig, kind: str, reason: str) -> FrameOutcome:
+        import uuid
 
-    def _fail(self, out: FrameOutcome, kennel: KennelConfig, kind: str, reason: str) -> None:
-        self._motion_gate(kennel).reset()  # after a failure the next frame gets the full pipeline
-        out.door, out.reason, out.error, out.accepted, out.species = "closed", reason, kind, False, OTHER
+        self._motion_reset(kennel)
         self.metrics.frame_errors.labels(kind).inc()
-        # A failed frame is a vote against opening, like an unknown animal.
-        self.windows.get(kennel.id, kennel.policy, kennel.admits).add(time.monotonic(), None)
+        return FrameOutcome(uuid.uuid4().hex, kennel.id, reason=reason, error=kind)
 
     def _thumbnail(self, out: FrameOutcome, image: Optional[Image.Image]) -> Optional[bytes]:
         mode = self.settings.thumbnails
@@ -258,7 +230,8 @@ class FrameProcessor:
         thumb.save(buf, "JPEG", quality=75)
         return buf.getvalue()
 
-    def _log(self, out: FrameOutcome, image: Optional[Image.Image]) -> None:
+    def _log(self, out: FrameOutcome, image: Optional[Image.Image]) -> bool:
+        """Write the frame's row; False (and the door closed) when the log could not take it."""
         try:
             row = dict(
                 frame_id=out.frame_id, kennel_id=out.kennel_id, created_at=utcnow(), species=out.species, best=out.best,
@@ -267,9 +240,11 @@ class FrameProcessor:
                 model=out.model, index_version=out.index_version, thumbnail=self._thumbnail(out, image),
             )
             self.decision_log.write(row)  # returns once committed (group commit with other frames)
+            return True
         except Exception as exc:  # noqa: BLE001
             # An unlogged decision must not open a door.
             log.exception("decision log write failed for frame %s", out.frame_id)
             self.metrics.frame_errors.labels("log").inc()
             out.door, out.error = "closed", "log"
             out.reason = f"decision log unavailable ({type(exc).__name__}); door kept shut"
+            return False

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from app.db.models import Kennel, Species
 from app.db.session import Database
-from app.policy import WindowPolicy
+from kennelgate.door import WindowPolicy
 from kennelgate.health import HealthThresholds
 from kennelgate.settings import Settings
 

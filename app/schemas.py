@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.library import LibraryError, species_name
 from index.folders import OTHER
+from index.readiness import ReadinessCard
 from kennelgate.health import HealthThresholds
 
 
@@ -138,6 +139,9 @@ class UploadOut(BaseModel):
     photos: int = Field(..., description="the species' photos after this upload")
     rejected: list[Rejected]
     index_version: str
+    readiness: Optional[ReadinessCard] = Field(
+        None, description="can a door depend on this species yet (GET /v1/species/{name}/readiness)"
+    )
 
 
 class FrameOut(BaseModel):

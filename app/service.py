@@ -17,7 +17,7 @@ from app.kennels import KennelCache
 from app.library import PhotoLibrary
 from app.metrics import Metrics
 from app.monitor import Monitoring
-from app.policy import Windows
+from kennelgate.door import Windows
 from app.rebuild import RebuildReport, rebuild
 from index.store import GalleryError
 from kennelgate.engine import Engine

@@ -24,23 +24,27 @@ def list_models(cache: Path) -> list[ModelSpec]:
 
 
 def build_named(name: str, cache: Path) -> ModelSpec:
-    """Build a model the registry knows by name: ``efficientnet-lite0`` or ``open_clip:ARCH[:TAG]``.
+    """Build a model the registry knows by name: ``efficientnet-lite0`` (default), ``-lite1``,
+    ``-lite2`` or ``open_clip:ARCH[:TAG]``.
 
     Needs the ``export`` extra (torch, timm, open_clip); the serving install never calls this.
     """
     from embedder.export.torch_to_onnx import export_encoder
 
-    if name == DEFAULT_MODEL:
+    if name.startswith("efficientnet-lite"):
         from embedder.export import efficientnet_lite
 
-        module, spec = efficientnet_lite.build()
+        module, spec = efficientnet_lite.build(name=name)
     elif name.startswith("open_clip:"):
         from embedder.export import open_clip_tower
 
         _, arch, *tag = name.split(":", 2)
         module, spec = open_clip_tower.build(arch, tag[0] if tag else None)
     else:
-        raise KeyError(f"unknown model {name!r}: use {DEFAULT_MODEL}, open_clip:ARCH[:TAG], or a model directory")
+        raise KeyError(
+            f"unknown model {name!r}: use efficientnet-lite0 (default), efficientnet-lite1, efficientnet-lite2, "
+            "open_clip:ARCH[:TAG], or a model directory"
+        )
     spec = spec.model_copy(update={"name": name.replace(":", "-").replace("/", "_")})
     return export_encoder(module, spec, cache / spec.name)
 

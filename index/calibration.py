@@ -1,7 +1,10 @@
 """Open-set thresholds calibrated from the gallery itself.
 
-For each species, its photos are scored leave-one-out against the rest of its own photos; the
-threshold keeps ``target_accept`` of them. When
+For each species, its photos are scored against the rest of its own photos with each photo's
+whole twin group left out (near-duplicates, bursts and frames of one video are grouped by
+embedding similarity), as a new photo would be scored; the threshold keeps ``target_accept``
+of them. Plain leave-one-out would score a burst's frames against their own twins and promise
+new photos far more than they get. When
 photos are filed under ``other`` (explicit negatives), the threshold is raised, if needed, so
 that at most ``target_far`` of them would be accepted as that species: safety wins over recall.
 """
@@ -15,7 +18,7 @@ from pydantic import BaseModel
 
 from index.folders import OTHER
 from index.gallery import Gallery
-from index.scoring import METHODS, Method, loo_scores, species_scores
+from index.scoring import METHODS, Method, held_out_scores, species_scores, twin_groups
 
 
 class SpeciesCalibration(BaseModel):
@@ -23,34 +26,62 @@ class SpeciesCalibration(BaseModel):
     threshold_accept: float  # from the species' own photos
     threshold_far: Optional[float] = None  # from photos filed under 'other'
     photos: int
-    loo_accept_rate: float  # own photos (leave-one-out) accepted as the species at ``threshold``
+    loo_accept_rate: float  # own photos (twin group held out) accepted as the species at ``threshold``
     other_accept_rate: Optional[float] = None  # 'other' photos accepted as the species
+    groups: Optional[int] = None  # distinct scenes: twin groups among the photos
+    twin_photos: Optional[int] = None  # photos with a near-twin among the others
+    confused_with: Optional[str] = None  # the species its held-out photos most often match instead
+    confused_rate: Optional[float] = None  # share of its held-out photos whose best match is another species
+
+
+TWIN_COSINE = 0.9  # photos this similar are one scene (measured: a burst's frames ≥ 0.9; docs/admit.md)
 
 
 class Calibration(BaseModel):
     k: int
     target_accept: float
     target_far: float
+    twin_cosine: float = TWIN_COSINE
+    min_margin: float = 0.0  # the decider's margin over the runner-up, counted in the predicted rates
     methods: dict[str, dict[str, SpeciesCalibration]]
 
     def thresholds(self, method: Method) -> dict[str, float]:
         return {s: c.threshold for s, c in self.methods[method].items()}
 
 
-def _loo_matrix(gallery: Gallery, name: str, method: Method, k: int) -> tuple[list[str], np.ndarray]:
-    """Scores of ``name``'s photos against every species, own column leave-one-out."""
-    names, scores = species_scores(gallery, gallery.species[name].vectors, method, k)
-    scores[:, names.index(name)] = loo_scores(gallery, name, method, k)
-    return names, scores
+def scene_quantile(scores: np.ndarray, weights: np.ndarray, q: float) -> float:
+    """The score below which a share ``q`` of the scenes lie, each photo weighted (a burst of 50
+    frames is one scene, not 50): the threshold that keeps ``1 - q`` of new scenes."""
+    order = np.argsort(scores)
+    cum = np.cumsum(weights[order]) / weights.sum()
+    i = int(np.searchsorted(cum, q, side="left"))
+    return float(scores[order][min(i, len(order) - 1)])
+
+
+def held_out_matrix(
+    gallery: Gallery, name: str, method: Method, k: int, twin_cosine: float = TWIN_COSINE
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """``(names, scores, groups)``: scores of ``name``'s photos against every species, the own
+    column with each photo's twin group held out."""
+    x = gallery.species[name].vectors
+    groups = twin_groups(x, twin_cosine)
+    names, scores = species_scores(gallery, x, method, k)
+    scores[:, names.index(name)] = held_out_scores(gallery, name, method, k, groups)
+    return names, scores, groups
 
 
 def calibrate_species(
-    gallery: Gallery, name: str, method: Method, k: int, target_accept: float, target_far: float
+    gallery: Gallery, name: str, method: Method, k: int, target_accept: float, target_far: float,
+    twin_cosine: float = TWIN_COSINE, min_margin: float = 0.0,
 ) -> SpeciesCalibration:
-    names, scores = _loo_matrix(gallery, name, method, k)
-    own = scores[:, names.index(name)]
-    still_own = scores.argmax(1) == names.index(name)
-    thr_accept = float(np.quantile(own, 1.0 - target_accept, method="lower"))
+    names, scores, groups = held_out_matrix(gallery, name, method, k, twin_cosine)
+    me = names.index(name)
+    own = scores[:, me]
+    still_own = scores.argmax(1) == me
+    runner_up = np.delete(scores, me, axis=1).max(1) if scores.shape[1] > 1 else np.full(len(own), -np.inf)
+    clear = own - runner_up >= min_margin
+    sizes = np.bincount(groups)
+    thr_accept = scene_quantile(own, 1.0 / sizes[groups], 1.0 - target_accept)
     thr_far = other_rate = None
     if OTHER in gallery.species:
         onames, oscores = species_scores(gallery, gallery.species[OTHER].vectors, method, k)
@@ -61,12 +92,18 @@ def calibrate_species(
     threshold = max(thr_accept, thr_far) if thr_far is not None and np.isfinite(thr_far) else thr_accept
     if OTHER in gallery.species:
         other_rate = float(np.mean(neg >= threshold))
+    rivals = scores.argmax(1)[~still_own]
+    confused = names[int(np.bincount(rivals).argmax())] if len(rivals) else None
     return SpeciesCalibration(
+        groups=int(len(sizes)),
+        twin_photos=int((sizes[groups] > 1).sum()),
+        confused_with=confused,
+        confused_rate=float(np.mean(~still_own)),
         threshold=threshold,
         threshold_accept=thr_accept,
         threshold_far=thr_far if thr_far is not None and np.isfinite(thr_far) else None,
         photos=len(own),
-        loo_accept_rate=float(np.mean(still_own & (own >= threshold))),
+        loo_accept_rate=float(np.average(still_own & clear & (own >= threshold), weights=1.0 / sizes[groups])),
         other_accept_rate=other_rate,
     )
 
@@ -78,13 +115,16 @@ def calibrate(
     target_far: float,
     previous: Optional[Calibration] = None,
     changed: Optional[set[str]] = None,
+    twin_cosine: float = TWIN_COSINE,
+    min_margin: float = 0.0,
 ) -> Calibration:
     """Thresholds for every species and method; species not in ``changed`` keep ``previous``."""
     reuse = (
         previous is not None
         and changed is not None
         and OTHER not in changed
-        and (previous.k, previous.target_accept, previous.target_far) == (k, target_accept, target_far)
+        and (previous.k, previous.target_accept, previous.target_far, previous.twin_cosine, previous.min_margin)
+        == (k, target_accept, target_far, twin_cosine, min_margin)
     )
     methods: dict[str, dict[str, SpeciesCalibration]] = {}
     for method in METHODS:
@@ -93,6 +133,11 @@ def calibrate(
             if reuse and name not in changed and name in previous.methods.get(method, {}):
                 per[name] = previous.methods[method][name]
             else:
-                per[name] = calibrate_species(gallery, name, method, k, target_accept, target_far)
+                per[name] = calibrate_species(
+                    gallery, name, method, k, target_accept, target_far, twin_cosine, min_margin
+                )
         methods[method] = per
-    return Calibration(k=k, target_accept=target_accept, target_far=target_far, methods=methods)
+    return Calibration(
+        k=k, target_accept=target_accept, target_far=target_far, twin_cosine=twin_cosine, min_margin=min_margin,
+        methods=methods,
+    )

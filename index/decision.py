@@ -23,6 +23,19 @@ class Decision:
     reason: str = ""
     best: str = ""  # best-matching species even when rejected (for logs and error analysis)
 
+    def to_json(self) -> dict:
+        """The wire form (``POST /v1/classify``); ``from_json`` reads it back."""
+        return {"species": self.species, "score": round(self.score, 4), "accepted": self.accepted, "best": self.best,
+                "breed": self.breed, "top": [[n, v] for n, v in self.top], "reason": self.reason}
+
+    @classmethod
+    def from_json(cls, a: dict) -> "Decision":
+        """Raises KeyError, TypeError or ValueError on anything that is not a decision."""
+        return cls(
+            species=str(a["species"]), score=float(a["score"]), accepted=bool(a["accepted"]), breed=a.get("breed"),
+            top=[(str(n), float(v)) for n, v in a.get("top", [])], reason=str(a.get("reason", "")), best=str(a.get("best", "")),
+        )
+
 
 class Decider:
     """Holds a gallery + calibration and answers ``decide(vectors)``."""
@@ -36,13 +49,16 @@ class Decider:
         reject_ambiguous: bool = False,
         top_n: int = 3,
         version: str = "",
+        min_margin: float = 0.0,
     ) -> None:
         self.gallery = gallery
+        self.calibration = calibration
         self.version = version  # the gallery version these answers come from (for the decision log)
         self.method = method
         self.k = k or calibration.k
         self.thresholds = calibration.thresholds(method)
         self.reject_ambiguous = reject_ambiguous
+        self.min_margin = min_margin  # the best species must beat the runner-up by this much
         self.top_n = top_n
         self._breeds = {name: p.breed_prototypes() for name, p in gallery.species.items() if name != OTHER}
 
@@ -76,6 +92,12 @@ class Decider:
         if score < thr:
             return Decision(
                 OTHER, score, False, top=top, best=best, reason=f"{best} score {score:.3f} below threshold {thr:.3f}"
+            )
+        if len(order) > 1 and score - float(row[order[1]]) < self.min_margin:
+            rival = names[order[1]]
+            return Decision(
+                OTHER, score, False, top=top, best=best,
+                reason=f"{best} {score:.3f} too close to {rival} {float(row[order[1]]):.3f} (margin {self.min_margin:.3f})",
             )
         if self.reject_ambiguous:
             rivals = [

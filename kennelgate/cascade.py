@@ -18,10 +18,10 @@ from typing import Optional, Sequence
 import numpy as np
 
 from embedder.runtime import Encoder
-from index.calibration import calibrate
 from index.decision import Decider, Decision
 from index.folders import OTHER
 from kennelgate.bench import Variant, _rate
+from kennelgate.deciders import decider_from
 from kennelgate.engine import Engine
 from kennelgate.settings import Settings
 
@@ -72,48 +72,6 @@ def tune_margin(
     return float("inf"), float(big_ok.mean()), 1.0
 
 
-class TierError(RuntimeError):
-    """The big tier gave no answer (unreachable, timed out, refused, or answered nonsense)."""
-
-
-class RemoteTier:
-    """Another KennelGate server as the big tier: the frame's bytes go to its ``POST /v1/classify``."""
-
-    def __init__(self, url: str, token: str, timeout_s: float = 2.0) -> None:
-        import httpx
-
-        self.url = url.rstrip("/")
-        self._client = httpx.Client(
-            base_url=self.url, timeout=timeout_s, headers={"Authorization": f"Bearer {token}"} if token else {}
-        )
-
-    def classify(self, data: bytes) -> Decision:
-        import httpx
-
-        try:
-            r = self._client.post("/v1/classify", content=data, headers={"Content-Type": "application/octet-stream"})
-        except httpx.HTTPError as exc:
-            raise TierError(f"{type(exc).__name__} from {self.url}") from exc
-        if r.status_code != 200:
-            raise TierError(f"{self.url} answered {r.status_code}: {r.text[:200]}")
-        try:
-            a = r.json()
-            return Decision(
-                species=str(a["species"]), score=float(a["score"]), accepted=bool(a["accepted"]), breed=a.get("breed"),
-                top=[(str(n), float(v)) for n, v in a.get("top", [])], reason=str(a.get("reason", "")), best=str(a.get("best", "")),
-            )
-        except (ValueError, KeyError, TypeError) as exc:
-            raise TierError(f"{self.url} answered something that is not a decision ({exc})") from exc
-
-    def close(self) -> None:
-        self._client.close()
-
-
-def unsure(decision: Decision, thresholds: dict[str, float], margin: float) -> bool:
-    """Whether the small tier's answer is within ``margin`` of its decision boundary."""
-    return bool(abs(boundary_margin([decision], thresholds)[0]) < margin)
-
-
 class Cascade:
     def __init__(self, small: Tier, big: Tier, margin: float) -> None:
         self.small, self.big, self.margin = small, big, margin
@@ -153,8 +111,7 @@ def _build_tier(settings: Settings, model: str, providers: str, gallery) -> tupl
     engine = Engine(settings.model_copy(update={"model": model, "providers": providers}))
     kept, vectors, _ = engine.embed_photos(gallery)
     g = engine.gallery_from(kept, vectors)
-    cal = calibrate(g, settings.k, settings.target_accept, settings.target_far)
-    return engine, Tier(engine.encoder, Decider(g, cal, method=settings.method, k=settings.k))
+    return engine, Tier(engine.encoder, decider_from(settings, g))
 
 
 def evaluate(settings: Settings, small: Variant, big: Variant, gallery, test, bench_files=()) -> dict:

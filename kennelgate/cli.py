@@ -82,7 +82,7 @@ def _print_index_report(report) -> None:
 # --- model ---------------------------------------------------------------------------------
 @model_app.command("build")
 def model_build(
-    name: str = typer.Argument("efficientnet-lite0", help="efficientnet-lite0, open_clip:ARCH[:TAG|:CHECKPOINT], or a name for --onnx."),
+    name: str = typer.Argument("efficientnet-lite0", help="efficientnet-lite0 (default), efficientnet-lite1, efficientnet-lite2, open_clip:ARCH[:TAG|:CHECKPOINT], or a name for --onnx."),
     onnx_file: Optional[Path] = typer.Option(None, "--onnx", help="Wrap an existing ONNX file instead."),
     feature_tensor: Optional[str] = typer.Option(None, help="ONNX tensor to use as the embedding."),
     logits_tensor: Optional[str] = typer.Option(None, help="ONNX tensor with ImageNet logits, if any."),
@@ -325,10 +325,60 @@ def _library():
     return PhotoLibrary(s.photos_dir, Database(s.db_url), _engine())
 
 
-def _print_add_report(report) -> None:
+def _print_add_report(report, engine=None) -> None:
     console.print(f"{report.species}: {report.added} photo(s) added, {report.photos} in all")
     _print_rejected(report.rejected)
     console.print(f"gallery version [bold]{report.version}[/bold]")
+    if engine is not None and report.species != "other":
+        _print_readiness(engine, [report.species])
+
+
+def _print_readiness(engine, names: Optional[list[str]] = None) -> None:
+    """The readiness card of each species: can a door depend on it yet?"""
+    from index.readiness import readiness
+
+    engine.refresh()
+    snap = engine.snapshot()
+    method = _settings().method
+    for name in names or snap.gallery.names(include_other=False):
+        try:
+            card = readiness(snap.gallery, engine.decider.calibration, name, method)
+        except KeyError as exc:
+            _fail(str(exc).strip("'\""))
+        mark = "[green]ready[/green]" if card.ready else "[yellow]not ready[/yellow]"
+        console.print(
+            f"[bold]{card.species}[/bold]: {mark} — {card.photos} photos, {card.scenes} distinct scenes, "
+            f"{100 * card.predicted_accept:.1f}% of new photos predicted accepted (threshold {card.threshold:.3f})"
+            + (f", mistaken for {card.confused_with} {100 * card.confused_rate:.1f}%" if card.confused_with else "")
+        )
+        for tip in card.advice:
+            console.print(f"  • {tip}")
+        for c in card.conflicts:
+            console.print(f"    conflict: {c.photo} (filed under {c.filed_under}, score {c.score:.3f})")
+
+
+@gallery_app.command("readiness")
+def gallery_readiness(
+    species: Optional[list[str]] = typer.Argument(None, help="Species to check (default: all)."),
+    as_json: bool = typer.Option(False, "--json", help="The cards as JSON."),
+) -> None:
+    """Is each species ready for a door to depend on it? Predicted accept rate on new photos,
+    distinct scenes, confusions, photos filed elsewhere that look like it, and what to do."""
+    from index.readiness import readiness
+
+    engine = _engine()
+    try:
+        if as_json:
+            snap = engine.snapshot()
+            names = species or snap.gallery.names(include_other=False)
+            cards = [readiness(snap.gallery, engine.decider.calibration, n, _settings().method).model_dump() for n in names]
+            sys.stdout.write(json.dumps(cards, indent=2) + "\n")
+            return
+        _print_readiness(engine, species)
+    except GalleryError as exc:
+        _fail(str(exc))
+    except KeyError as exc:
+        _fail(str(exc).strip("'\""))
 
 
 @gallery_app.command("build")
@@ -375,7 +425,7 @@ def gallery_add(
     if not report.added:
         _print_rejected(report.rejected)
         _fail(f"no usable new photos of {report.species!r} in {folder}")
-    _print_add_report(report)
+    _print_add_report(report, library.engine)
 
 
 @gallery_app.command("remove")
@@ -465,6 +515,10 @@ def evaluate_cmd(
     ),
     only: Optional[str] = typer.Option(None, help="With --corruptions: a comma list of corruptions (default: all)."),
     severities: str = typer.Option("1,2,3,4,5", help="With --corruptions: severities to run."),
+    visits: int = typer.Option(
+        0, "--visits", help="Also judge the door per visit: each test photo becomes a visit of this many live frames "
+        "(20 fps) through the service's path and door window (e.g. 8; 40 = 2 s)."
+    ),
 ) -> None:
     """Accuracy, per-species precision/recall, confusion matrix, open-set rejection.
 
@@ -472,10 +526,11 @@ def evaluate_cmd(
     glare, fog, blur, noise, JPEG, low resolution), through the health gate and the door's
     K-frame rule: accuracy, abstentions and wrong door opens per corruption × severity.
     """
-    from index.calibration import calibrate
-    from index.decision import Decider
+    from index.decision import Decision
     from index.evaluation import evaluate
+    from index.folders import OTHER
     from index.report import write_report
+    from kennelgate.deciders import decider_from
 
     engine = _engine()
     s = _settings()
@@ -483,13 +538,19 @@ def evaluate_cmd(
     engine.encoder
     with progress_bar("embedding gallery", len(gphotos)) as advance:
         gkept, gvec, grej = engine.embed_photos(gphotos, advance)
-    with progress_bar("embedding test", len(tphotos)) as advance:
-        tkept, tvec, trej = engine.embed_photos(tphotos, advance)
     g = engine.gallery_from(gkept, gvec)
-    cal = calibrate(g, s.k, s.target_accept, s.target_far)
-    decisions = Decider(g, cal, method=s.method, k=s.k, reject_ambiguous=s.reject_ambiguous).decide(tvec)
+    decider = decider_from(s, g)
+    # The test photos take the service's own path (health gate included): a frame the gate
+    # refuses counts as refused, as at the door.
+    with progress_bar("classifying test", len(tphotos)) as advance:
+        answers = engine.classify([p.path for p in tphotos], on_progress=advance, decider=decider)
+    tkept = [p for p, a in zip(tphotos, answers) if a.error is None]
+    trej = [(str(p.path), a.error) for p, a in zip(tphotos, answers) if a.error is not None]
+    decisions = [a.decision or Decision(OTHER, 0.0, False, reason=f"camera fault: {a.health.detail}")
+                 for a in answers if a.error is None]
     result = evaluate([p.species for p in tkept], decisions, g.names(), ids=[str(p.path) for p in tkept])
     summary = result.summary()
+    summary["health_refused"] = sum(1 for a in answers if a.error is None and not a.health.ok)
     summary["skipped_files"] = [{"file": f, "reason": r} for f, r in grej + trej]
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -502,12 +563,41 @@ def evaluate_cmd(
         v = summary[key]
         t.add_row(key, "n/a" if v is None or v != v else f"{v:.4f}")
     console.print(t)
+    if visits > 0:
+        _visits(engine, decider, tkept, visits, report)
     if corruptions:
-        _corruption_suite(engine, g, cal, tkept, only, severities, report)
+        _corruption_suite(engine, decider, tkept, only, severities, report)
 
 
-def _corruption_suite(engine, gallery, cal, photos, only: Optional[str], severities: str, report: Optional[Path]) -> None:
-    from index.decision import Decider
+def _visits(engine, decider, photos, frames: int, report: Optional[Path]) -> None:
+    from kennelgate.corruptions import to_work_size
+    from kennelgate.door import WindowPolicy
+    from kennelgate.motion import MotionGate
+    from kennelgate.visits import run_visits
+
+    s = _settings()
+    images = [to_work_size(engine.encoder.load(p.path)) for p in photos]
+    policy = WindowPolicy(s.window_k, s.window_n, s.window_seconds)
+    with progress_bar("visit frames", frames) as advance:
+        _, summary = run_visits(
+            engine.pipeline(decider=decider), images, [p.species for p in photos], [str(p.path) for p in photos],
+            set(decider.gallery.names(include_other=False)), policy,
+            lambda: MotionGate(s.motion_threshold, s.motion_max_skip, s.motion_idle_after, s.motion_idle_every),
+            frames=frames, health=s.health, on_progress=advance,
+        )
+    t = Table("visits", "value")
+    for label, v in summary.admitted.items():
+        t.add_row(f"right animal admitted within {label}", f"{100 * v:.2f}%")
+    t.add_row("known animal opened a wrong door", f"{100 * summary.wrong_open_known:.2f}%")
+    t.add_row("unknown animal opened a door", f"{100 * summary.wrong_open_unknown:.2f}%")
+    t.add_row("frames of known animals accepted right", f"{100 * summary.frame_right_accept:.2f}%")
+    console.print(t)
+    if report:
+        report.mkdir(parents=True, exist_ok=True)
+        (report / "visits.json").write_text(json.dumps(summary.as_dict(), indent=2))
+
+
+def _corruption_suite(engine, decider, photos, only: Optional[str], severities: str, report: Optional[Path]) -> None:
     from kennelgate.corruptions import CORRUPTIONS
     from kennelgate.robustness import run_suite
     from kennelgate.robustness_report import write_suite_report
@@ -523,7 +613,6 @@ def _corruption_suite(engine, gallery, cal, photos, only: Optional[str], severit
         _fail(f"severities must be numbers 1-5, got {severities!r}")
     if not sevs or not all(1 <= x <= 5 for x in sevs):
         _fail(f"severities must be numbers 1-5, got {severities!r}")
-    decider = Decider(gallery, cal, method=s.method, k=s.k, reject_ambiguous=s.reject_ambiguous)
     with progress_bar("corruption × severity", 1 + len(names) * len(sevs)) as advance:
         result = run_suite(engine, decider, photos, names, sevs, s.health, s.window_k, on_progress=advance)
     t = Table("corruption", "severity", "accuracy", "abstained", "gate", "wrong opens")

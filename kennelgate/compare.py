@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from typing import Callable, Optional, Sequence
 
-from index.calibration import calibrate
-from index.decision import Decider
 from index.evaluation import evaluate
 from index.folders import LabeledPhoto
 from embedder.export.recipes import torch_module
 from kennelgate.bench import BATCHES, Variant, onnx_rows, torch_rows, with_ratios
+from kennelgate.deciders import decider_from
 from kennelgate.engine import Engine
 from kennelgate.settings import Settings
 
@@ -40,8 +39,7 @@ def compare_variants(
         gkept, gvec, _ = engine.embed_photos(gallery)
         tkept, tvec, _ = engine.embed_photos(test)
         g = engine.gallery_from(gkept, gvec)
-        cal = calibrate(g, settings.k, settings.target_accept, settings.target_far)
-        decider = Decider(g, cal, method=settings.method, k=settings.k, reject_ambiguous=settings.reject_ambiguous)
+        decider = decider_from(settings, g)
         result = evaluate([p.species for p in tkept], decider.decide(tvec), g.names())
         say(f"{v.label}: timing")
         rows = onnx_rows(enc, decider, bench_files)

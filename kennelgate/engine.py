@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -16,16 +15,18 @@ import numpy as np
 
 from embedder import registry
 from embedder.batch import embed_sources
-from embedder.images import ImageError, ImageLimits, ImageSource
+from embedder.images import ImageLimits, ImageSource
 from embedder.runtime import Encoder
-from index.calibration import Calibration, calibrate
+from index.calibration import Calibration
 from index.decision import Decider, Decision
 from index.folders import LabeledPhoto, normalise_species, scan_root, scan_species
 from index.gallery import Gallery, SpeciesPhotos
 from index.store import GalleryError, GalleryStore, Snapshot
 from kennelgate import health_detector as detectors
-from kennelgate.health import Health, HealthThresholds, check
+from kennelgate.health import Health, HealthThresholds
+from kennelgate.deciders import calibrate_from, decider_from
 from kennelgate.health_detector import FaultDetector
+from kennelgate.pipeline import BigTier, Embed, FramePipeline
 from kennelgate.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -80,12 +81,16 @@ class Engine:
 
     # --- encoder -------------------------------------------------------------------------
     @property
+    def limits(self) -> ImageLimits:
+        s = self.settings
+        return ImageLimits(max_pixels=s.max_pixels, max_bytes=s.max_bytes, min_side=s.min_side)
+
+    @property
     def encoder(self) -> Encoder:
         if self._encoder is None:
             s = self.settings
             model_dir = registry.resolve(s.model, s.model_cache, on_build=self._on_model_build)
-            limits = ImageLimits(max_pixels=s.max_pixels, max_bytes=s.max_bytes, min_side=s.min_side)
-            self._encoder = Encoder(model_dir, providers=s.providers, threads=s.threads, limits=limits)
+            self._encoder = Encoder(model_dir, providers=s.providers, threads=s.threads, limits=self.limits)
         return self._encoder
 
     def embed_photos(self, photos: Sequence[LabeledPhoto], on_progress: Progress = None):
@@ -110,8 +115,7 @@ class Engine:
         return self._snapshot
 
     def _calibrate(self, gallery: Gallery, previous: Optional[Calibration] = None, changed=None) -> Calibration:
-        s = self.settings
-        return calibrate(gallery, s.k, s.target_accept, s.target_far, previous=previous, changed=changed)
+        return calibrate_from(self.settings, gallery, previous, changed)
 
     def _commit(self, gallery: Gallery, calibration: Calibration) -> str:
         with self._swap:
@@ -204,13 +208,8 @@ class Engine:
 
     # --- decisions -----------------------------------------------------------------------
     def _make_decider(self, snap: Snapshot) -> Decider:
-        s = self.settings
-        cal = snap.calibration
-        if (cal.k, cal.target_accept, cal.target_far) != (s.k, s.target_accept, s.target_far):
-            cal = self._calibrate(snap.gallery)  # settings changed since the gallery was saved
-        decider = Decider(
-            snap.gallery, cal, method=s.method, k=s.k, reject_ambiguous=s.reject_ambiguous, version=snap.version
-        )
+        # recalibrated when the settings changed since the gallery was saved
+        decider = decider_from(self.settings, snap.gallery, snap.calibration, version=snap.version)
         decider.decide(np.zeros((1, snap.gallery.dim), np.float32))  # build FAISS indexes now, not on a frame
         return decider
 
@@ -245,8 +244,22 @@ class Engine:
         log.info("gallery version %s loaded (%d photos)", snap.version, len(snap.gallery))
         return True
 
-    def classify_vectors(self, vectors: np.ndarray) -> list[Decision]:
-        return self.decider.decide(vectors)
+    def pipeline(
+        self, embed: Optional[Embed] = None, big_tier: Optional[BigTier] = None, decider: Optional[Decider] = None
+    ) -> FramePipeline:
+        """The frame pipeline on this engine's encoder, gallery and fault detectors (read per call,
+        so a new gallery version or retrained detector is used from the next frame on).
+        ``decider``: a fixed one instead (an evaluation's own gallery)."""
+        s = self.settings
+        return FramePipeline(
+            decode=lambda source: self.encoder.load(source),
+            embed=embed or (lambda images: self.encoder.embed(images).vectors),
+            decider=(lambda: decider) if decider is not None else (lambda: self.decider),
+            detector=lambda: self.health_detector,
+            limits=self.limits,
+            big_tier=big_tier,
+            cascade_margin=s.cascade_margin,
+        )
 
     def classify(
         self,
@@ -255,38 +268,19 @@ class Engine:
         on_progress: Progress = None,
         health: Optional[HealthThresholds] = None,
         chunk: int = 64,
+        decider: Optional[Decider] = None,
     ) -> list[Classified]:
-        """Classify many images; a bad one becomes an error record and the rest go on.
-
-        Each image first passes the frame health gate (``health``, default: the settings'); an
-        unhealthy one is not classified, as in the service.
-        """
+        """Classify many images (lone photos: no camera memory); a bad one becomes an error record
+        and the rest go on. Each goes through the frame pipeline, health gate included, as in the
+        service."""
         names = list(names) if names is not None else [str(s) for s in sources]
         thresholds = health if health is not None else self.settings.health
-        decider = self.decider  # load before timing-sensitive work and fail early if no gallery
-        detector = self.health_detector
-        out: list[Classified] = [Classified(n) for n in names]
-
-        def load(i: int):
-            try:
-                image = self.encoder.load(sources[i])
-            except ImageError as exc:
-                out[i].error = str(exc)
-                return None
-            out[i].health = check(image, thresholds, detector)
-            return image if out[i].health.ok else None
-
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            for start in range(0, len(sources), chunk):
-                idx = list(range(start, min(start + chunk, len(sources))))
-                images = list(pool.map(load, idx))
-                todo = [(i, im) for i, im in zip(idx, images) if im is not None]
-                b = self.settings.batch_size
-                for start_b in range(0, len(todo), b):  # decoded already: straight to the encoder
-                    part = todo[start_b : start_b + b]
-                    vectors = self.encoder.embed([im for _, im in part]).vectors
-                    for (i, _), d in zip(part, decider.decide(vectors)):
-                        out[i].decision = d
-                if on_progress:
-                    on_progress(len(idx))
+        pipeline = self.pipeline(decider=decider)
+        out: list[Classified] = []
+        for start in range(0, len(sources), chunk):
+            part = list(sources[start : start + chunk])
+            for name, r in zip(names[start : start + chunk], pipeline.run(part, health=thresholds, batch=self.settings.batch_size)):
+                out.append(Classified(name, r.decision if r.health.ok else None, r.message if r.error else None, r.health))
+            if on_progress:
+                on_progress(len(part))
         return out

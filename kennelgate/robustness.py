@@ -88,15 +88,20 @@ class SuiteRunner:
         self.pool = ThreadPoolExecutor(max_workers=workers)
         self.known = set(decider.gallery.names(include_other=False))
         self.detector = engine.health_detector
+        self.pipeline = engine.pipeline(decider=decider)
+        self._no_gate = thresholds.model_copy(update={"enabled": False})
 
-    def _gate(self, frames: Sequence[Image.Image]) -> list[str]:
-        return list(self.pool.map(lambda im: check(im, self.thresholds, self.detector).fault, frames))
-
-    def _decide(self, frames: Sequence[Image.Image]) -> list[Decision]:
-        """The frames are decoded RGB images already: straight to the encoder, in batches."""
-        enc, b = self.engine.encoder, self.engine.settings.batch_size
-        vectors = [enc.embed(frames[i : i + b]).vectors for i in range(0, len(frames), b)]
-        return self.decider.decide(np.concatenate(vectors)) if vectors else []
+    def _run(self, frames: Sequence[Image.Image]) -> tuple[list[str], list[Decision]]:
+        """Each frame through the service's pipeline: the gate's verdict, and the decision the
+        frame gets (for a frame the gate stopped: the one it would get without the gate, to
+        measure what the gate prevents)."""
+        b = self.engine.settings.batch_size
+        results = self.pipeline.run(frames, health=self.thresholds, batch=b)
+        stopped = [i for i, r in enumerate(results) if r.decision is None]
+        if stopped:
+            for i, r in zip(stopped, self.pipeline.run([frames[i] for i in stopped], health=self._no_gate, batch=b)):
+                results[i].decision = r.decision
+        return [r.health.fault for r in results], [r.decision for r in results]
 
     def condition(
         self, images: Sequence[Image.Image], truths: Sequence[str], ids: Sequence[str], corruption: str, severity: int
@@ -105,8 +110,7 @@ class SuiteRunner:
             lambda i: _frame(images[i], corruption, severity, seed_for(self.seed, corruption, severity, ids[i], 0)),
             range(len(images)),
         ))
-        gate = self._gate(frames)
-        decisions = self._decide(frames)
+        gate, decisions = self._run(frames)
         truth = np.array([t if t in self.known else OTHER for t in truths], dtype=object)
         known = truth != OTHER
         healthy = np.array([f == OK for f in gate])
@@ -147,9 +151,7 @@ class SuiteRunner:
                        seed_for(self.seed, corruption, severity, ids[i], j)))
             for i in suspects for j in range(1, self.k)
         ]
-        frames = [f for _, f in more]
-        gate = self._gate(frames)
-        decisions = self._decide(frames)
+        gate, decisions = self._run([f for _, f in more])
         still: dict[int, bool] = {int(i): True for i in suspects}
         for (i, _), fault, d in zip(more, gate, decisions):
             if fault != OK or not d.accepted or d.species != species[i]:

@@ -15,10 +15,9 @@ from typing import Optional
 
 import typer
 
-from index.calibration import calibrate
-from index.decision import Decider
 from index.folders import OTHER, LabeledPhoto, scan_species
 from kennelgate.corruptions import CORRUPTIONS, SEVERITIES
+from kennelgate.deciders import decider_from
 from kennelgate.engine import Engine
 from kennelgate.progress import progress_bar
 from kennelgate.robustness import run_suite
@@ -61,8 +60,7 @@ def main(
     with progress_bar("embedding gallery", len(gphotos)) as advance:
         kept, vectors, _ = engine.embed_photos(gphotos, advance)
     gallery = engine.gallery_from(kept, vectors)
-    cal = calibrate(gallery, settings.k, settings.target_accept, settings.target_far)
-    decider = Decider(gallery, cal, method=settings.method, k=settings.k, reject_ambiguous=settings.reject_ambiguous)
+    decider = decider_from(settings, gallery)
     names = [c for c in corruptions.split(",") if c]
     sevs = [int(s) for s in severities.split(",") if s]
     with progress_bar("corruption × severity", 1 + len(names) * len(sevs)) as advance:

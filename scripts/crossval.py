@@ -17,11 +17,10 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from index.calibration import calibrate
-from index.decision import Decider
 from index.evaluation import evaluate
 from index.folders import LabeledPhoto, scan_species
 from index.gallery import Gallery, SpeciesPhotos
+from kennelgate.deciders import calibrate_from, decider_from
 from kennelgate.engine import Engine
 from kennelgate.progress import progress_bar
 from kennelgate.settings import Settings
@@ -81,14 +80,14 @@ def measure(engine: Engine, data: Path, cache: Path, folds: int = 5, seed: int =
         g_idx, t_idx = known_idx[fold_of != f], known_idx[fold_of == f]
         groups = {s: (vecs[[i for i in g_idx if kept[i].species == s]], [kept[i] for i in g_idx if kept[i].species == s]) for s in ("cat", "dog")}
         gallery = make_gallery(engine, groups)
-        cal = calibrate(gallery, settings.k, settings.target_accept, settings.target_far)
+        cal = calibrate_from(settings, gallery)
         test_idx = np.concatenate([t_idx, unk_idx])
         truths = [kept[i].species for i in test_idx]
         for method in ("knn", "prototype"):
             for amb in (False, True):
                 if method == "prototype" and amb:
                     continue
-                dec = Decider(gallery, cal, method=method, reject_ambiguous=amb).decide(vecs[test_idx])
+                dec = decider_from(settings.model_copy(update={"method": method, "reject_ambiguous": amb}), gallery, cal).decide(vecs[test_idx])
                 r = evaluate(truths, dec, gallery.names(), ids=[str(kept[i].path) for i in test_idx])
                 results.setdefault(f"{method}{' +ambiguity rule' if amb else ''}", []).append(r)
                 if method == "knn" and not amb:
@@ -99,10 +98,10 @@ def measure(engine: Engine, data: Path, cache: Path, folds: int = 5, seed: int =
         # New species: index half the raccoons; old species' calibration is reused untouched.
         r_g = rac_idx[rac_half == 0]
         gallery.add("raccoon", SpeciesPhotos(vecs[r_g], [str(kept[i].path) for i in r_g], [None] * len(r_g)))
-        cal2 = calibrate(gallery, settings.k, settings.target_accept, settings.target_far, previous=cal, changed={"raccoon"})
+        cal2 = calibrate_from(settings, gallery, previous=cal, changed={"raccoon"})
         r_t = rac_idx[rac_half == 1]
         test2 = np.concatenate([t_idx, unk_idx, r_t])
-        dec2 = Decider(gallery, cal2, method="knn").decide(vecs[test2])
+        dec2 = decider_from(settings.model_copy(update={"method": "knn"}), gallery, cal2).decide(vecs[test2])
         n_old = len(t_idx)
         changed = np.mean([(a.species, a.accepted) != (b.species, b.accepted) for a, b in zip(base_dec[:n_old], dec2[:n_old])])
         rac_dec = dec2[len(t_idx) + len(unk_idx):]

@@ -6,7 +6,7 @@ import pytest
 from index.calibration import calibrate
 from index.decision import Decider
 from index.gallery import Gallery, SpeciesPhotos
-from index.scoring import loo_scores, species_scores
+from index.scoring import held_out_scores, species_scores, twin_groups
 from index.store import GalleryError, GalleryStore
 from tests.conftest import clusters
 
@@ -32,14 +32,39 @@ def test_known_accepted_unknown_rejected():
 
 
 @pytest.mark.parametrize("method", ["knn", "prototype"])
-def test_loo_excludes_the_photo_itself(method):
+def test_held_out_excludes_the_photo_itself(method):
     g, _ = make()
-    loo = loo_scores(g, "cat", method, 5)
-    _, full = species_scores(g, g.species["cat"].vectors, method, 5)
-    assert np.all(loo < full[:, 0])  # with itself included the score would be higher
+    x = g.species["cat"].vectors
+    held = held_out_scores(g, "cat", method, 5, twin_groups(x, 0.999))
+    _, full = species_scores(g, x, method, 5)
+    assert np.all(held < full[:, 0])  # with itself included the score would be higher
 
 
-def test_target_accept_is_met_leave_one_out():
+def test_a_burst_is_held_out_whole_so_calibration_is_not_fooled_by_twins():
+    """A species enrolled from bursts (10 near-identical frames of each scene): scored against
+    its own twins, every photo looks certain; held out by twin group, the threshold is the one
+    new scenes need."""
+    rng = np.random.default_rng(0)
+    centre = rng.normal(size=32)
+    scenes = centre + rng.normal(scale=0.9, size=(30, 32))
+    burst = np.repeat(scenes, 10, axis=0) + rng.normal(scale=0.02, size=(300, 32))
+    burst /= np.linalg.norm(burst, axis=1, keepdims=True)
+    g = Gallery(fingerprint="fp", dim=32)
+    g.add("fox", SpeciesPhotos(burst, [str(i) for i in range(300)], [None] * 300))
+    groups = twin_groups(burst, 0.9)
+    assert len(np.unique(groups)) == 30  # one group per scene
+    cal = calibrate(g, k=5, target_accept=0.9, target_far=0.01, twin_cosine=0.9)
+    naive = calibrate(g, k=5, target_accept=0.9, target_far=0.01, twin_cosine=1.01)  # no grouping
+    fox = cal.methods["knn"]["fox"]
+    assert (fox.groups, fox.twin_photos) == (30, 300)
+    assert naive.methods["knn"]["fox"].threshold > fox.threshold + 0.1
+    new = centre + rng.normal(scale=0.9, size=(400, 32))
+    new /= np.linalg.norm(new, axis=1, keepdims=True)
+    rate = lambda c: np.mean([d.accepted for d in Decider(g, c).decide(new.astype(np.float32))])  # noqa: E731
+    assert rate(naive) < 0.5 and 0.8 <= rate(cal) <= 0.97
+
+
+def test_target_accept_is_met_held_out():
     g, _ = make(n_per=200)
     cal = calibrate(g, k=5, target_accept=0.9, target_far=0.01)
     for name in ("cat", "dog"):

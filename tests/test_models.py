@@ -81,3 +81,37 @@ def test_state_dict_mapping_rejects_a_mismatch():
         map_state_dict({"x": torch.ones(3, 2), "y": torch.ones(4)}, target)
     with pytest.raises(ValueError, match="expects"):
         map_state_dict({"x": torch.ones(2, 3)}, target)
+
+
+def test_an_onnx_file_whose_tensors_already_carry_the_wrapper_names_still_wraps(tmp_path):
+    """A file whose own outputs are called ``logits`` and ``embedding`` (as exported by many
+    tools) wraps: its tensors are moved aside, and the outputs are the ones asked for."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from embedder.export import onnx_file
+
+    rng = np.random.default_rng(0)
+    w_emb = helper.make_tensor("w_emb", TensorProto.FLOAT, [3, 8], rng.normal(size=(3, 8)).astype(np.float32).ravel())
+    w_log = helper.make_tensor("w_log", TensorProto.FLOAT, [8, 5], rng.normal(size=(8, 5)).astype(np.float32).ravel())
+    nodes = [
+        helper.make_node("GlobalAveragePool", ["image"], ["pooled"]),
+        helper.make_node("Flatten", ["pooled"], ["flat"]),
+        helper.make_node("MatMul", ["flat", "w_emb"], ["embedding"]),  # the file's own "embedding"…
+        helper.make_node("MatMul", ["embedding", "w_log"], ["logits"]),  # …and "logits"
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 5])], [w_emb, w_log],
+    )
+    path = tmp_path / "named.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    spec = onnx_file.build(path, tmp_path / "wrapped", "named", PreprocessSpec(input_size=16),
+                           feature_tensor="embedding", logits_tensor="logits")
+    assert spec.embedding_dim == 8 and spec.logits_output == "logits"
+    enc = Encoder(tmp_path / "wrapped")
+    x = rng.uniform(size=(2, 3, 16, 16)).astype(np.float32)
+    out = enc.run(x)
+    feat = x.mean((2, 3)) @ onnx.numpy_helper.to_array(w_emb)
+    assert np.allclose(out.vectors, feat / np.linalg.norm(feat, axis=1, keepdims=True), atol=1e-5)
+    assert np.allclose(out.logits, feat @ onnx.numpy_helper.to_array(w_log), atol=1e-4)

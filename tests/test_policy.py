@@ -2,7 +2,7 @@
 
 import pytest
 
-from app.policy import DoorWindow, WindowPolicy
+from kennelgate.door import DoorWindow, WindowPolicy
 
 DOG = frozenset({"dog"})
 

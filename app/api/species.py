@@ -16,6 +16,7 @@ from app.library import LibraryError, species_name
 from app.schemas import PhotoOut, Rejected, SpeciesIn, SpeciesOut, SpeciesPatch, UploadOut
 from app.uploads import UploadLimits, unpack
 from index.folders import OTHER
+from index.readiness import ReadinessCard, readiness
 
 router = APIRouter(prefix="/v1/species", tags=["admin: species"], dependencies=[Admin])
 
@@ -139,7 +140,28 @@ async def upload_photos(
     return UploadOut(
         species=name, added=report.added, photos=report.photos, rejected=rejected,
         index_version=report.version or (service.engine.serving.version if service.engine.serving else ""),
+        readiness=_card(service, name) if name != OTHER else None,
     )
+
+
+def _card(service, name: str) -> Optional[ReadinessCard]:
+    d = service.engine.serving
+    if d is None or name not in d.gallery.species:
+        return None
+    return readiness(d.gallery, d.calibration, name, d.method)
+
+
+@router.get(
+    "/{name}/readiness", response_model=ReadinessCard,
+    summary="Can a door depend on this species yet? Predicted accept rate on new photos, confusions, conflicts, advice",
+)
+def species_readiness(name: str, service: ServiceDep) -> ReadinessCard:
+    name = _name(name)
+    service.engine.refresh()
+    card = _card(service, name)
+    if card is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"species {name!r} is not in the index (upload photos first)")
+    return card
 
 
 @router.delete("/{name}/photos/{photo_id}", status_code=204, summary="Remove one photo (re-indexed at once)")

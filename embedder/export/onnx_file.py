@@ -47,6 +47,33 @@ def _quant_params(graph: onnx.GraphProto, tensor: str) -> Optional[tuple[str, st
     return None
 
 
+def _rename_tensor(graph: onnx.GraphProto, old: str, new: str) -> None:
+    """Rename tensor ``old`` everywhere it appears: node inputs and outputs, graph inputs and
+    outputs, initializers and shape annotations."""
+    for node in graph.node:
+        node.input[:] = [new if i == old else i for i in node.input]
+        node.output[:] = [new if o == old else o for o in node.output]
+    for value in [*graph.input, *graph.output, *graph.value_info, *graph.initializer]:
+        if value.name == old:
+            value.name = new
+
+
+def _free_names(graph: onnx.GraphProto, names: tuple[str, ...]) -> dict[str, str]:
+    """Move the file's own tensors off the names the wrapper gives its outputs (a file whose
+    feature tensor is already called ``logits`` must wrap too); returns old → new."""
+    used = {t for n in graph.node for t in [*n.input, *n.output]} | {v.name for v in [*graph.input, *graph.initializer]}
+    moved = {}
+    for name in names:
+        if name in used:
+            new = f"{name}_orig"
+            while new in used:
+                new += "_"
+            _rename_tensor(graph, name, new)
+            used.add(new)
+            moved[name] = new
+    return moved
+
+
 def _add_identity_output(graph: onnx.GraphProto, source: str, name: str) -> None:
     graph.node.append(helper.make_node("Identity", [source], [name], name=f"kennelgate_{name}"))
     graph.output.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
@@ -66,7 +93,9 @@ def build(
     inputs = [i.name for i in graph.input if i.name not in {t.name for t in graph.initializer}]
     if len(inputs) != 1:
         raise ValueError(f"expected one image input, found {inputs}")
-    feature = feature_tensor or graph.output[0].name
+    moved = _free_names(graph, ("embedding", "logits") + (("input",) if inputs[0] != "input" else ()))
+    feature = moved.get(feature_tensor or graph.output[0].name, feature_tensor or graph.output[0].name)
+    logits_tensor = moved.get(logits_tensor, logits_tensor) if logits_tensor else None
     quant = _quant_params(graph, feature)
     if quant is not None:
         deq = f"{feature}_kennelgate_float"

@@ -23,10 +23,10 @@ def torch_module(spec: ModelSpec):
     except ImportError:
         return None
     base = base_name(spec)
-    if base == "efficientnet-lite0":
+    if base.startswith("efficientnet-lite"):
         from embedder.export import efficientnet_lite
 
-        return efficientnet_lite.build()[0].eval()
+        return efficientnet_lite.build(name=base)[0].eval()
     if "open_clip_model" in spec.extra:
         from embedder.export import open_clip_tower
 

@@ -42,10 +42,21 @@ class DoorWindow:
 
     def add(self, t: float, species: Optional[str]) -> tuple[bool, str]:
         """Record this frame's vote and say whether the door opens now, with the reason."""
+        return self._judge(t, species, record=True)
+
+    def would_open(self, t: float, species: Optional[str]) -> tuple[bool, str]:
+        """What ``add`` would answer, without recording the vote (it is recorded once the frame
+        is safely in the decision log: an unlogged frame votes to stay shut instead)."""
+        return self._judge(t, species, record=False)
+
+    def _judge(self, t: float, species: Optional[str], record: bool) -> tuple[bool, str]:
         p = self.policy
         with self._lock:
-            self._votes.append(Vote(t, species))
-            recent = [v for v in self._votes if t - v.t <= p.seconds]
+            votes = list(self._votes)[1 - p.n:] if p.n > 1 else []
+            votes.append(Vote(t, species))
+            if record:
+                self._votes.append(votes[-1])
+            recent = [v for v in votes if t - v.t <= p.seconds]
         if species is None:
             return False, "this frame was not accepted"
         if species not in self.admits:
