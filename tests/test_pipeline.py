@@ -152,6 +152,9 @@ def test_service_classify_and_evaluations_give_identical_answers(tmp_path, setti
         for f in frames:
             a = c.post(f"/v1/kennels/{kid}/frames", content=f.read_bytes(), headers={**token, "Content-Type": "image/jpeg"}).json()
             service.append(key(a["species"], a["score"] if a["health"] == "ok" else 0.0, a["health"]))
+        card = c.get("/v1/species/cat/readiness", headers=admin)
+        assert card.status_code == 200 and card.json()["scenes"] > 50 and 0.8 <= card.json()["predicted_accept"] <= 1
+        assert c.get("/v1/species/unicorn/readiness", headers=admin).status_code == 404
     accepted_cli = [(s if s != "other" else None) for s, _, _ in cli]
     assert sum(a is not None for a in accepted_cli) >= 8  # the frames mostly decide something
     for name, got in (("suite", evaluation), ("visits", visits), ("service", service)):
