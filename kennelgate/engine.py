@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -19,7 +18,7 @@ from embedder.images import ImageLimits, ImageSource
 from embedder.runtime import Encoder
 from index.calibration import Calibration
 from index.decision import Decider, Decision
-from index.folders import LabeledPhoto, normalise_species, scan_root, scan_species
+from index.folders import LabeledPhoto, normalise_species
 from index.gallery import Gallery, SpeciesPhotos
 from index.store import GalleryError, GalleryStore, Snapshot
 from kennelgate import health_detector as detectors
@@ -148,15 +147,6 @@ class Engine:
                 report.rejected.append((name, str(exc)))
         return gallery
 
-    def build_gallery(self, root: Path, on_progress: Progress = None, photos=None) -> IndexReport:
-        """Replace the whole gallery with the photos under ``root`` (ROOT/<species>/...)."""
-        photos = photos if photos is not None else scan_root(root)
-        kept, vectors, rejected = self.embed_photos(photos, on_progress)
-        report = IndexReport(rejected=rejected)
-        gallery = self.gallery_from(kept, vectors, report)
-        report.version = self._commit(gallery, self._calibrate(gallery))
-        return report
-
     def _latest(self) -> tuple[Gallery, Optional[Calibration]]:
         """A private copy of the newest stored gallery (another process may have written one)."""
         self.refresh()
@@ -189,16 +179,6 @@ class Engine:
     def replace_gallery(self, gallery: Gallery) -> str:
         """Store ``gallery`` as the new version with fresh thresholds for every species."""
         return self._commit(gallery, self._calibrate(gallery))
-
-    def add_species(self, species: str, folder: Path, replace: bool = False, on_progress: Progress = None) -> IndexReport:
-        """Index a folder of photos as ``species``: no retraining, other species untouched."""
-        name = normalise_species(species)
-        kept, vectors, rejected = self.embed_photos(scan_species(folder, name), on_progress)
-        if not kept:
-            raise ValueError(f"no usable photos of {name!r} in {folder}")
-        report = IndexReport(rejected=rejected, added={name: len(kept)})
-        report.version = self.extend(name, self.group_photos(kept, vectors)[name], replace=replace)
-        return report
 
     def remove_species(self, species: str) -> str:
         gallery, previous = self._latest()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -143,7 +142,3 @@ class Settings(BaseSettings):
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.home / 'kennelgate.db').resolve()}"
 
-
-@lru_cache
-def get_settings() -> Settings:
-    return Settings()

@@ -126,7 +126,10 @@ def test_service_classify_and_evaluations_give_identical_answers(tmp_path, setti
         for f in sorted((DATASETS / "catsdogs" / s).iterdir())[:60]:
             (root / s / f.name).symlink_to(f)
     engine = Engine(settings)
-    engine.build_gallery(root)
+    from index.folders import scan_root
+
+    kept, vectors, _ = engine.embed_photos(scan_root(root))
+    engine.replace_gallery(engine.gallery_from(kept, vectors))
     frames = sorted((DATASETS / "catsdogs" / "cat").iterdir())[900:906] + sorted((DATASETS / "catsdogs" / "dog").iterdir())[900:906]
     frames += [DATASETS / "raccoon" / "raccoon-150.jpg", DATASETS / "others" / "n02119789_kit_fox.JPEG"]
 
