@@ -158,3 +158,23 @@ def test_crash_mid_write_leaves_previous_version(tmp_path, monkeypatch):
 def test_missing_gallery_has_a_clear_message(tmp_path):
     with pytest.raises(GalleryError, match="kennelgate gallery build"):
         GalleryStore(tmp_path / "nothing").load()
+
+
+def test_a_large_species_is_searched_by_hnsw_with_the_exact_answers(monkeypatch):
+    """Above EXACT_MAX photos a species gets an HNSW graph; its kNN scores match exact search."""
+    import index.gallery as gallery_mod
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3000, 32)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    exact = SpeciesPhotos(x, [str(i) for i in range(3000)], [None] * 3000)
+    monkeypatch.setattr(gallery_mod, "EXACT_MAX", 1000)
+    approx = SpeciesPhotos(x, [str(i) for i in range(3000)], [None] * 3000)
+    assert type(approx.index).__name__ == "IndexHNSWFlat"
+    monkeypatch.setattr(gallery_mod, "EXACT_MAX", 10_000)
+    assert type(exact.index).__name__ == "IndexFlatIP"
+    q = x[:200] + rng.normal(scale=0.05, size=(200, 32)).astype(np.float32)
+    _, ids_exact = exact.index.search(q, 5)
+    _, ids_approx = approx.index.search(q, 5)
+    recall = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(ids_exact, ids_approx)])
+    assert recall >= 0.99
