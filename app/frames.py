@@ -16,9 +16,11 @@ from __future__ import annotations
 import io
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Optional
 
+import numpy as np
 from PIL import Image
 
 from app.alerts import Notifier
@@ -137,10 +139,8 @@ class FrameProcessor:
             out.prefix += f"answered by the big tier ({self.cascade.url}): "
         return out
 
-    def _embed(self, images: list[Image.Image]):
+    def _embed(self, images: list[Image.Image]) -> np.ndarray:
         """Frames from all kennels share encoder runs (the micro-batcher)."""
-        import numpy as np
-
         return np.stack([self.batcher.embed(self.engine.encoder.preprocess([im])) for im in images])
 
     def classify(self, data: bytes) -> dict:
@@ -210,8 +210,6 @@ class FrameProcessor:
             camera.motion.reset()  # after a failure the next frame gets the full pipeline
 
     def _fail(self, kennel: KennelConfig, kind: str, reason: str) -> FrameOutcome:
-        import uuid
-
         self._motion_reset(kennel)
         self.metrics.frame_errors.labels(kind).inc()
         return FrameOutcome(uuid.uuid4().hex, kennel.id, reason=reason, error=kind)

@@ -188,7 +188,7 @@ def main(
         f"Command: `{_command(settings)}` ({folds}-fold CV, seed {seed}, k={settings.k}, "
         f"target_accept={settings.target_accept}). Gallery: 4 folds of `catsdogs/` (1600 photos); "
         "test: the 5th fold (400) + `others/` and `others_objects/` (198 unknowns, never in the gallery). "
-        "Thresholds are calibrated from the gallery alone (leave-one-out). Mean ± std over folds.",
+        "Thresholds are calibrated from the gallery alone (held out by twin group, with the rival margin). Mean ± std over folds.",
         "",
         "| method | cat/dog accuracy | cats+dogs accepted | accepted as wrong species | unknowns rejected | AUROC |",
         "|---|---|---|---|---|---|",
