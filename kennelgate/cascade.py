@@ -19,10 +19,10 @@ import numpy as np
 
 from embedder.runtime import Encoder
 from index.decision import Decider, Decision
-from index.folders import OTHER
 from kennelgate.bench import Variant, _rate
 from kennelgate.deciders import decider_from
 from kennelgate.engine import Engine
+from kennelgate.pipeline import boundary_margin as margin_of
 from kennelgate.settings import Settings
 
 
@@ -37,15 +37,7 @@ class Tier:
 
 def boundary_margin(decisions: Sequence[Decision], thresholds: dict[str, float]) -> np.ndarray:
     """Per decision: best non-`other` species score minus its threshold (signed)."""
-    out = np.empty(len(decisions), np.float64)
-    for i, d in enumerate(decisions):
-        species = next((n for n, _ in d.top if n != OTHER), None)
-        if species is None or species not in thresholds:
-            out[i] = -np.inf
-            continue
-        score = next(s for n, s in d.top if n == species)
-        out[i] = score - thresholds[species]
-    return out
+    return np.array([margin_of(d, thresholds) for d in decisions], np.float64)
 
 
 def correct(truths: Sequence[str], decisions: Sequence[Decision], known: set[str]) -> np.ndarray:

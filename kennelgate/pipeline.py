@@ -99,13 +99,17 @@ class _Work:
     image: Optional[Image.Image] = None  # set when the frame needs the encoder
 
 
-def unsure(decision: Decision, thresholds: dict[str, float], margin: float) -> bool:
-    """Whether an answer is within ``margin`` of its species' threshold (the cascade routes it)."""
+def boundary_margin(decision: Decision, thresholds: dict[str, float]) -> float:
+    """The best non-`other` species' score minus its threshold (signed; -inf when there is none)."""
     species = next((n for n, _ in decision.top if n != OTHER), None)
     if species is None or species not in thresholds:
-        return False
-    score = next(s for n, s in decision.top if n == species)
-    return abs(score - thresholds[species]) < margin
+        return float("-inf")
+    return next(s for n, s in decision.top if n == species) - thresholds[species]
+
+
+def unsure(decision: Decision, thresholds: dict[str, float], margin: float) -> bool:
+    """Whether an answer is within ``margin`` of its species' threshold (the cascade routes it)."""
+    return abs(boundary_margin(decision, thresholds)) < margin
 
 
 class FramePipeline:

@@ -64,8 +64,8 @@ def main(
     }, "prototype": {}})
     result = {"command": "python " + " ".join(sys.argv), "photos": photos, "dim": dim, "k": k, "queries": queries}
     answers = {}
-    for label, exact_max in (("exact", photos + 1), ("hnsw", gallery_mod.EXACT_MAX)):
-        gallery_mod_exact = gallery_mod.EXACT_MAX
+    default_max = gallery_mod.EXACT_MAX
+    for label, exact_max in (("exact", photos + 1), ("hnsw", default_max)):
         gallery_mod.EXACT_MAX = exact_max
         try:
             g = Gallery("synthetic", dim)
@@ -77,7 +77,7 @@ def main(
             ms, decisions = timed_decisions(Decider(g, cal, k=k), q)
             _, ids = g.species["big"].index.search(q, k)
         finally:
-            gallery_mod.EXACT_MAX = gallery_mod_exact
+            gallery_mod.EXACT_MAX = default_max
         answers[label] = (ids, decisions)
         result[label] = {"index": type(g.species["big"].index).__name__, "build_s": round(build_s, 2),
                          "decide_ms_p50": round(float(np.median(ms)), 3), "decide_ms_p99": round(float(np.quantile(ms, 0.99)), 3)}
