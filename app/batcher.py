@@ -9,6 +9,8 @@ on two cores, parallel runs only fight over the same cores.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 
 from app.batching import BatchingWorker
@@ -20,11 +22,12 @@ class EncoderBatcher(BatchingWorker):
         super().__init__("encoder-batcher", max_batch, linger_s=linger_ms / 1000.0, timeout_s=timeout_s)
         self.encoder = encoder
 
-    def embed(self, tensor: np.ndarray) -> np.ndarray:
-        """The L2-normalised embedding of one preprocessed frame (``(1, 3, S, S)``): ``(D,)``."""
+    def embed(self, tensor: np.ndarray, deadline: Optional[float] = None) -> np.ndarray:
+        """The L2-normalised embedding of one preprocessed frame (``(1, 3, S, S)``): ``(D,)``.
+        Past ``deadline`` (monotonic) a waiting frame is withdrawn: ``TimeoutError``."""
         if self.max_batch == 1:  # no batching: no thread hop either
             return self.encoder.run(tensor).vectors[0]
-        return self.submit(tensor)
+        return self.submit(tensor, deadline)
 
     def handle(self, tensors: list[np.ndarray]) -> list[np.ndarray]:
         return list(self.encoder.run(np.concatenate(tensors)).vectors)

@@ -10,6 +10,7 @@ import queue
 import threading
 import time
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Optional
 
 _STOP = object()
@@ -38,12 +39,21 @@ class BatchingWorker:
         """Results (or exceptions) per item after ``handle`` raised ``error``: by default, all fail."""
         return [error] * len(items)
 
-    def submit(self, item: Any) -> Any:
-        """``item``'s result once its batch is handled; raises what handling it raised."""
+    def submit(self, item: Any, deadline: Optional[float] = None) -> Any:
+        """``item``'s result once its batch is handled; raises what handling it raised.
+
+        With a ``deadline`` (monotonic time), an item still waiting then is withdrawn (it costs
+        the worker nothing) and ``TimeoutError`` is raised."""
         self._ensure_thread()
         done: Future = Future()
         self._queue.put((item, done))
-        return done.result(timeout=self.timeout_s)
+        wait = self.timeout_s if deadline is None else max(0.0, min(self.timeout_s, deadline - time.monotonic()))
+        try:
+            return done.result(timeout=wait)
+        except FutureTimeout:
+            if done.cancel():
+                raise TimeoutError(f"{self.name}: not handled before the deadline") from None
+            return done.result(timeout=self.timeout_s)  # already running: it will not be long
 
     def close(self) -> None:
         with self._lock:
@@ -80,6 +90,11 @@ class BatchingWorker:
             if first is _STOP:
                 return
             batch, stop = self._collect(first)
+            batch = [(item, done) for item, done in batch if done.set_running_or_notify_cancel()]  # withdrawn: skip
+            if not batch:
+                if stop:
+                    return
+                continue
             items = [item for item, _ in batch]
             try:
                 results = self.handle(items)

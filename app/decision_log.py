@@ -7,6 +7,8 @@ A transaction per frame costs more CPU than the rest of an unchanged-scene frame
 
 from __future__ import annotations
 
+from typing import Optional
+
 from app.batching import BatchingWorker
 from app.db.models import DecisionRecord
 from app.db.session import Database
@@ -18,9 +20,12 @@ class DecisionLog(BatchingWorker):
         self.db = db
         self._insert = DecisionRecord.__table__.insert()
 
-    def write(self, row: dict) -> None:
-        """Insert one decision; returns once it is committed, raises if it could not be."""
-        self.submit(row)
+    def write(self, row: dict, deadline: Optional[float] = None) -> None:
+        """Insert one decision; returns once it is committed, raises if it could not be.
+
+        A row not yet being written by ``deadline`` is withdrawn (``TimeoutError``) and never
+        written: the log can only ever hold what the device was told."""
+        self.submit(row, deadline)
 
     def handle(self, rows: list[dict]) -> list:
         with self.db.engine.begin() as conn:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
+from app.admission import FrameLate
 from app.alerts import Notifier
 from app.batcher import EncoderBatcher
 from app.db.models import utcnow
@@ -42,6 +44,7 @@ from kennelgate.remote_tier import RemoteTier
 from kennelgate.settings import Settings
 
 log = logging.getLogger(__name__)
+LATE_ROW_BUDGET_S = 1.0  # a late frame's "late, closed" row may take this long to commit, or is dropped
 
 
 @dataclass
@@ -55,7 +58,7 @@ class FrameOutcome:
     accepted: bool = False
     door: str = "closed"
     reason: str = ""
-    error: Optional[str] = None  # "bad_frame" | "no_index" | "internal" | "log"
+    error: Optional[str] = None  # "bad_frame" | "no_index" | "internal" | "log" | "late"
     health: str = OK  # "ok" or the camera fault the health gate found
     reused: bool = False  # the scene had not changed: the anchor frame's answer was reused
     tier: str = "local"  # "remote": the cascade's big tier answered (this model was unsure)
@@ -75,6 +78,7 @@ class FrameOutcome:
             "reused": self.reused,
             "tier": self.tier,
             "reason": self.reason,
+            "error": self.error,
             "latency_ms": round(self.latency_ms, 2),
             "index_version": self.index_version,
         }
@@ -99,13 +103,22 @@ class FrameProcessor:
         self.cascade = RemoteTier(s.cascade_url, s.cascade_token, s.cascade_timeout_s) if s.cascade_url else None
         self.pipeline = engine.pipeline(embed=self._embed, big_tier=self.cascade.classify if self.cascade else None)
         self._last_thumb: dict[int, float] = {}
+        self._frame = threading.local()  # the deadline of the frame this thread is working on
 
-    def process(self, kennel: KennelConfig, data: bytes) -> FrameOutcome:
+    def process(self, kennel: KennelConfig, data: bytes, deadline: Optional[float] = None) -> FrameOutcome:
+        """Decide one frame. With a ``deadline`` (monotonic time), a frame that cannot be decided
+        by then is answered ``error="late"``, door shut, and is never decided late."""
         t0 = time.perf_counter()
         result: Optional[FrameResult] = None
+        self._frame.deadline = deadline
         try:
+            self._check_deadline()
             result = self.pipeline.run([data], [self._camera(kennel)], kennel.health, kennel.overrides)[0]
+            self._check_deadline()
             out = self._outcome(kennel, result)
+        except FrameLate:
+            out = self._fail(kennel, "late", f"not decided within {self.settings.frame_deadline_ms:g} ms of arrival "
+                                             "(server overloaded); door kept shut")
         except GalleryError as exc:
             out = self._fail(kennel, "no_index", f"no usable index: {exc}")
         except Exception as exc:  # noqa: BLE001 - any failure must close the door, never raise past it
@@ -139,9 +152,22 @@ class FrameProcessor:
             out.prefix += f"answered by the big tier ({self.cascade.url}): "
         return out
 
+    def _check_deadline(self) -> None:
+        deadline = getattr(self._frame, "deadline", None)
+        if deadline is not None and time.monotonic() > deadline:
+            raise FrameLate()
+
     def _embed(self, images: list[Image.Image]) -> np.ndarray:
-        """Frames from all kennels share encoder runs (the micro-batcher)."""
-        return np.stack([self.batcher.embed(self.engine.encoder.preprocess([im])) for im in images])
+        """Frames from all kennels share encoder runs (the micro-batcher); a frame whose deadline
+        passes while it waits for the encoder is withdrawn and costs it nothing."""
+        self._check_deadline()
+        deadline = getattr(self._frame, "deadline", None)
+        try:
+            return np.stack([self.batcher.embed(self.engine.encoder.preprocess([im]), deadline) for im in images])
+        except TimeoutError:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise FrameLate() from None
+            raise
 
     def classify(self, data: bytes) -> dict:
         """One image → the gallery's answer, with no door, health gate or log (``POST /v1/classify``)."""
@@ -237,8 +263,22 @@ class FrameProcessor:
                 error=out.error is not None, health=out.health, reused=out.reused, latency_ms=out.latency_ms,
                 model=out.model, index_version=out.index_version, thumbnail=self._thumbnail(out, image),
             )
-            self.decision_log.write(row)  # returns once committed (group commit with other frames)
+            # Returns once committed (group commit with other frames). A frame past its deadline
+            # is withdrawn unwritten and answered "late": the log never says "open" for a frame
+            # the device was told was not decided.
+            deadline = getattr(self._frame, "deadline", None)
+            if out.error == "late":  # its own row, "late, closed", within a fresh short budget
+                deadline = time.monotonic() + LATE_ROW_BUDGET_S
+            self.decision_log.write(row, deadline)
             return True
+        except TimeoutError:
+            if out.error in (None, "late"):
+                if out.error is None:
+                    self.metrics.frame_errors.labels("late").inc()
+                out.door, out.error = "closed", "late"
+                out.reason = (f"not logged within {self.settings.frame_deadline_ms:g} ms of arrival (decision log "
+                              "slow); door kept shut, not logged")
+            return False
         except Exception as exc:  # noqa: BLE001
             # An unlogged decision must not open a door.
             log.exception("decision log write failed for frame %s", out.frame_id)

@@ -156,6 +156,9 @@ class FrameOut(BaseModel):
         "local", description="'remote': this model was unsure and the cascade's big tier answered"
     )
     reason: str
+    error: Optional[str] = Field(
+        None, description="why the frame was not decided: bad_frame, no_index, internal, log, late (door shut)"
+    )
     latency_ms: float
     index_version: str
 

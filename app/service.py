@@ -12,6 +12,7 @@ from app.alerts import MqttPublisher, Notifier, WebhookSender
 from app.auth import Authenticator
 from app.db import migrate
 from app.db.session import Database
+from app.admission import Admission
 from app.frames import FrameProcessor
 from app.kennels import KennelCache
 from app.library import PhotoLibrary
@@ -59,6 +60,7 @@ class Service:
         self.frames = FrameProcessor(
             settings, self.engine, self.db, self.windows, self.metrics, self.monitoring, self.notifier
         )
+        self.admission = Admission(settings.frames_in_flight, settings.frames_in_flight_per_kennel)
         self.rebuild_status = RebuildStatus()
         self._rebuild_lock = threading.Lock()
         self._stop = threading.Event()

@@ -39,14 +39,15 @@ def choose_providers(requested: Sequence[str] | str = "auto") -> list[str]:
     """Providers to try, best first, limited to what this onnxruntime build has.
 
     CPU is always last so that a missing GPU or a failed TensorRT build falls back cleanly.
-    Asked for by name, OpenVINO is also available through the ``openvino`` package
-    (``make_session`` then runs the model on OpenVINO's own runtime). "auto" does not pick
-    that one: measured here, it is faster for INT8 models but slower for fp32 (docs/benchmarks.md).
+    OpenVINO is also available through the ``openvino`` package (``make_session`` then runs the
+    model on OpenVINO's own runtime); "auto" prefers it on a CPU: measured here, the classify
+    command runs 20% faster on it in fp32 (docs/command_speed.md) and INT8 keeps its accuracy
+    there (onnxruntime's INT8 CPU kernels lose some: docs/benchmarks.md).
     """
     available = set(ort.get_available_providers())
     if isinstance(requested, str):
         requested = [p.strip() for p in requested.split(",") if p.strip()]
-    if list(requested) not in ([], ["auto"]) and openvino_runtime.available():
+    if openvino_runtime.available():
         available.add("OpenVINOExecutionProvider")
     if not requested or list(requested) == ["auto"]:
         wanted = list(PROVIDER_ORDER)
@@ -151,9 +152,6 @@ class Encoder:
     ) -> None:
         self.model_dir = Path(model_dir)
         self.spec = ModelSpec.load(self.model_dir)
-        if providers == "auto" and self.spec.precision == "int8" and openvino_runtime.available():
-            # onnxruntime's INT8 CPU kernels cost accuracy here; OpenVINO's do not (docs/benchmarks.md).
-            providers = "openvino"
         self.session = make_session(self.model_dir / MODEL_FILE, providers, threads)
         self.limits = limits
         outputs = [self.spec.embedding_output]

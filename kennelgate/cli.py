@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from embedder.registry import DEFAULT_MODEL
 from index.folders import IMAGE_SUFFIXES, scan_root
 from index.store import GalleryError
 from kennelgate.progress import announce_model_build, err_console, progress_bar, progress_bars
@@ -82,7 +83,7 @@ def _print_index_report(report) -> None:
 # --- model ---------------------------------------------------------------------------------
 @model_app.command("build")
 def model_build(
-    name: str = typer.Argument("efficientnet-lite0", help="efficientnet-lite0 (default), efficientnet-lite1, efficientnet-lite2, open_clip:ARCH[:TAG|:CHECKPOINT], or a name for --onnx."),
+    name: str = typer.Argument(DEFAULT_MODEL, help="efficientnet-lite0, efficientnet-lite1 (default), efficientnet-lite2, open_clip:ARCH[:TAG|:CHECKPOINT], or a name for --onnx."),
     onnx_file: Optional[Path] = typer.Option(None, "--onnx", help="Wrap an existing ONNX file instead."),
     feature_tensor: Optional[str] = typer.Option(None, help="ONNX tensor to use as the embedding."),
     logits_tensor: Optional[str] = typer.Option(None, help="ONNX tensor with ImageNet logits, if any."),

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import typer
 
+from embedder.registry import DEFAULT_MODEL
+
 from index.evaluation import evaluate
 from index.folders import LabeledPhoto, scan_species
 from index.gallery import Gallery, SpeciesPhotos
@@ -53,7 +55,7 @@ def make_gallery(engine: Engine, groups: dict[str, tuple[np.ndarray, list[Labele
 
 
 def _command(settings: Settings) -> str:
-    env = "" if settings.model == "efficientnet-lite0" else f"KENNELGATE_MODEL={settings.model} "
+    env = "" if settings.model == DEFAULT_MODEL else f"KENNELGATE_MODEL={settings.model} "
     return env + "python " + " ".join(sys.argv)
 
 

@@ -44,7 +44,7 @@ def test_readiness_card_sees_a_burst_as_few_scenes(engine):
     assert burst.photos == 60 and burst.scenes <= 8 and burst.near_duplicates >= 50
     assert not burst.ready and any("near-duplicates" in a for a in burst.advice)
     cat = readiness(snap.gallery, cal, "cat")
-    assert cat.scenes >= 75 and cat.predicted_accept >= 0.85 and cat.confused_with == "dog"
+    assert cat.scenes >= 75 and cat.predicted_accept >= 0.85 and cat.confused_with in (None, "dog")  # Lite1: none
     # Left out one photo at a time instead, each frame finds its own twins: a far higher
     # threshold, which new scenes of raccoons would mostly fail.
     from index.calibration import calibrate

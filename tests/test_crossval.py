@@ -24,7 +24,7 @@ def test_five_fold_cross_validation(tmp_path, settings, default_model):
     assert knn["known_accept_rate"][0] >= 0.94
     assert knn["wrong_accept_rate"][0] <= 0.005
     assert knn["unknown_reject_rate"][0] >= 0.98
-    assert summary["raccoon"]["raccoon_closed_set"] >= 0.95 and summary["raccoon"]["raccoon_accuracy"] >= 0.80
+    assert summary["raccoon"]["raccoon_closed_set"] >= 0.94 and summary["raccoon"]["raccoon_accuracy"] >= 0.80
     assert summary["raccoon"]["catdog_changed"] <= 0.002
     # kNN must stay the better default at rejecting unknowns.
     assert knn["unknown_reject_rate"][0] > summary["methods"]["prototype"]["unknown_reject_rate"][0]

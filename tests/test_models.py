@@ -64,7 +64,9 @@ def test_default_model_proves_its_weights_and_preprocessing(default_model):
     top1, n = imagenet_top1(enc, files)
     assert n == 198
     assert top1 >= 0.80, f"ImageNet top-1 {top1:.3f}: weights or preprocessing are wrong"
-    module, _ = efficientnet_lite.build()
+    from embedder.registry import DEFAULT_MODEL
+
+    module, _ = efficientnet_lite.build(name=DEFAULT_MODEL)
     real = sorted((DATASETS / "catsdogs" / "cat").iterdir())[:8]
     batch = torch.from_numpy(enc.preprocess([enc.load(f) for f in real]))
     assert onnx_vs_torch_cosine(module, default_model / "model.onnx", batch) >= 0.999

@@ -9,12 +9,15 @@ whose scene has not changed (docs/load.md).
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
+import time
 
 from fastapi import APIRouter, Depends, HTTPException, Request, WebSocket, WebSocketDisconnect, status
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from app.admission import deadline_after
 from app.api.deps import AnyToken, ServiceDep, may_send_frames, principal_of, require_device_or_admin
 from embedder.images import ImageError
 from app.schemas import FrameOut
@@ -35,26 +38,41 @@ _BODY_DOC = {
 }
 
 
+_MULTIPART_SLACK = 64 * 1024  # part headers and boundaries around the image
+
+
 async def _read_frame(request: Request, limit: int) -> bytes:
-    ctype = request.headers.get("content-type", "")
-    if ctype.startswith("multipart/form-data"):
-        form = await request.form(max_files=1, max_fields=5)
-        upload = form.get("file")
-        if upload is None or isinstance(upload, str):
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "multipart body needs a 'file' part with the image")
-        data = await upload.read(limit + 1)
-        size = len(data)
-    else:
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                break
-            chunks.append(chunk)
-        data = b"".join(chunks)
-    if size > limit:
+    """The frame's bytes, refused with 413 as soon as the body outgrows ``limit``: the size is
+    checked while reading, before anything is parsed or spooled to disk."""
+    multipart = request.headers.get("content-type", "").startswith("multipart/form-data")
+    cap = limit + (_MULTIPART_SLACK if multipart else 0)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > cap:
+        raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"frame larger than {limit / 1e6:.0f} MB")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > cap:
+            raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"frame larger than {limit / 1e6:.0f} MB")
+        chunks.append(chunk)
+    data = b"".join(chunks)
+    if not multipart:
+        return data
+    request._body = data  # parsed from memory: the bounded body, not a fresh read of the socket
+    form = await request.form(max_files=1, max_fields=5)
+    upload = form.get("file")
+    if upload is None or isinstance(upload, str):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "multipart body needs a 'file' part with the image")
+    data = await upload.read(limit + 1)
+    if len(data) > limit:
         raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"frame larger than {limit / 1e6:.0f} MB")
     return data
+
+
+def _refused(status_code: int, reason: str, retry_after_s: int = 1, body: dict | None = None) -> JSONResponse:
+    content = {**(body or {}), "decision": "closed", "error": body.get("error", "busy") if body else "busy",
+               "reason": reason}
+    return JSONResponse(content, status_code=status_code, headers={"Retry-After": str(retry_after_s)})
 
 
 @router.post(
@@ -67,11 +85,21 @@ async def _read_frame(request: Request, limit: int) -> bytes:
     dependencies=[Depends(require_device_or_admin)],
 )
 async def post_frame(kennel_id: int, request: Request, service: ServiceDep) -> JSONResponse:
+    deadline = deadline_after(service.settings.frame_deadline_ms)
     kennel = service.kennels.get(kennel_id)
     if kennel is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no kennel {kennel_id}")
-    data = await _read_frame(request, service.settings.max_bytes)
-    outcome = await run_in_threadpool(service.frames.process, kennel, data)
+    refusal = service.admission.enter(kennel_id)
+    if refusal is not None:
+        service.metrics.frame_errors.labels("refused").inc()
+        return _refused(refusal.status, refusal.reason, refusal.retry_after_s)
+    try:
+        data = await _read_frame(request, service.settings.max_bytes)
+        outcome = await run_in_threadpool(service.frames.process, kennel, data, deadline)
+    finally:
+        service.admission.leave(kennel_id)
+    if outcome.error == "late":
+        return _refused(status.HTTP_503_SERVICE_UNAVAILABLE, outcome.reason, body=outcome.response())
     # The response is built by our own code (FrameOutcome.response, checked against FrameOut in the
     # tests): returned as is, it skips a validation pass on the hottest endpoint.
     return JSONResponse(outcome.response())
@@ -117,12 +145,19 @@ async def stream_frames(websocket: WebSocket, kennel_id: int) -> None:
     # Frames are read as they arrive, decided one at a time; a device that sends faster than that
     # must not get answers that lag ever further behind the scene: frames with more than
     # `stream_backlog` newer ones waiting are answered as skipped, undecided (they open nothing).
-    waiting: asyncio.Queue = asyncio.Queue()
+    # The receive side is bounded too: a device that sends but stops reading answers has its
+    # oldest waiting frames dropped (each still answered "skipped", in order, once it reads again).
+    backlog = max(1, service.settings.stream_backlog)
+    waiting = _Inbox(backlog + 1)
     receiver = asyncio.create_task(_receive_into(websocket, waiting))
-    limit, backlog = service.settings.max_bytes, max(1, service.settings.stream_backlog)
+    limit, deadline_ms = service.settings.max_bytes, service.settings.frame_deadline_ms
+    skipped = json.dumps({"error": "skipped: newer frames were waiting (send fewer frames per second)", "skipped": True})
     try:
         while True:
-            message = await waiting.get()
+            arrived, message = await waiting.get()
+            for _ in range(waiting.take_dropped()):
+                service.metrics.frames_skipped.labels(str(kennel_id)).inc()
+                await websocket.send_text(skipped)
             if message["type"] == "websocket.disconnect":
                 return
             data = message.get("bytes")
@@ -133,14 +168,15 @@ async def stream_frames(websocket: WebSocket, kennel_id: int) -> None:
             if not may_send_frames(await principal_of(service, token), kennel_id) or kennel is None:
                 await websocket.close(code=status.WS_1008_POLICY_VIOLATION, reason="token revoked or kennel deleted")
                 return
-            if waiting.qsize() > backlog:
+            deadline = deadline_after(deadline_ms, arrived)
+            if waiting.qsize() > backlog or time.monotonic() > deadline:
                 service.metrics.frames_skipped.labels(str(kennel_id)).inc()
-                await websocket.send_text(json.dumps({"error": "skipped: newer frames were waiting (send fewer frames per second)", "skipped": True}))
+                await websocket.send_text(skipped)
                 continue
             if len(data) > limit:
                 await websocket.send_text(json.dumps({"error": f"frame larger than {limit / 1e6:.0f} MB"}))
                 continue
-            outcome = await run_in_threadpool(service.frames.process, kennel, data)
+            outcome = await run_in_threadpool(service.frames.process, kennel, data, deadline)
             await websocket.send_text(json.dumps(outcome.response()))
     except WebSocketDisconnect:
         return
@@ -148,9 +184,39 @@ async def stream_frames(websocket: WebSocket, kennel_id: int) -> None:
         receiver.cancel()
 
 
-async def _receive_into(websocket: WebSocket, waiting: asyncio.Queue) -> None:
+class _Inbox:
+    """A stream's waiting frames: at most ``size``; beyond, the oldest is dropped and counted."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: collections.deque = collections.deque()
+        self._ready = asyncio.Event()
+        self.dropped = 0
+
+    def put(self, item) -> None:
+        if len(self._items) >= self.size and item[1]["type"] != "websocket.disconnect":
+            self._items.popleft()
+            self.dropped += 1
+        self._items.append(item)
+        self._ready.set()
+
+    async def get(self):
+        while not self._items:
+            self._ready.clear()
+            await self._ready.wait()
+        return self._items.popleft()
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def take_dropped(self) -> int:
+        n, self.dropped = self.dropped, 0
+        return n
+
+
+async def _receive_into(websocket: WebSocket, waiting: _Inbox) -> None:
     while True:
         message = await websocket.receive()
-        waiting.put_nowait(message)
+        waiting.put((time.monotonic(), message))
         if message["type"] == "websocket.disconnect":
             return

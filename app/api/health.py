@@ -12,7 +12,7 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", summary="The process is alive")
-def healthz() -> dict:
+async def healthz() -> dict:  # on the event loop: answers even when every worker thread is busy
     return {"status": "ok"}
 
 

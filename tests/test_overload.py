@@ -1,0 +1,74 @@
+"""Overload and oversized frames through a real server: refused at once or answered late-and-closed,
+never queued into a stale answer; the decision log says what the device was told."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import DATASETS, need_datasets
+from tests.test_service import ADMIN, _kennel
+
+pytestmark = pytest.mark.integration
+
+
+def _frame() -> bytes:
+    return sorted((DATASETS / "catsdogs" / "cat").iterdir())[0].read_bytes()
+
+
+def test_a_frame_past_its_deadline_is_answered_503_and_logged_closed(server_env, start_server):
+    need_datasets()
+    srv = start_server({**server_env, "KENNELGATE_FRAME_DEADLINE_MS": "0.001"})
+    with httpx.Client(base_url=srv.url, timeout=30) as c:
+        kid, token = _kennel(c, "late", ["cat"])
+        r = c.post(f"/v1/kennels/{kid}/frames", content=_frame(), headers={**token, "Content-Type": "image/jpeg"})
+        assert r.status_code == 503, r.text
+        assert r.headers["Retry-After"] == "1"
+        body = r.json()
+        assert body["decision"] == "closed" and body["error"] == "late" and "not decided within" in body["reason"]
+        rows = c.get("/v1/decisions", params={"kennel_id": kid}, headers=ADMIN).json()
+        assert [(x["frame_id"], x["door"], x["error"]) for x in rows] == [(body["frame_id"], "closed", True)]
+
+
+def test_frames_beyond_the_in_flight_bound_are_refused_at_once_and_health_answers(server_env, start_server):
+    need_datasets()
+    srv = start_server({**server_env, "KENNELGATE_FRAMES_IN_FLIGHT_PER_KENNEL": "1"})
+    data = _frame()
+    with httpx.Client(base_url=srv.url, timeout=30) as c:
+        kid, token = _kennel(c, "busy", ["cat"])
+        answers: list[tuple[int, str, float]] = []
+
+        def send() -> None:
+            t0 = time.monotonic()
+            r = httpx.post(f"{srv.url}/v1/kennels/{kid}/frames", content=data,
+                           headers={**token, "Content-Type": "image/jpeg"}, timeout=30)
+            answers.append((r.status_code, r.headers.get("Retry-After", ""), time.monotonic() - t0))
+
+        threads = [threading.Thread(target=send) for _ in range(12)]
+        [t.start() for t in threads]
+        t0 = time.monotonic()
+        assert c.get("/healthz", timeout=5).status_code == 200
+        health_s = time.monotonic() - t0
+        [t.join() for t in threads]
+    codes = sorted(code for code, _, _ in answers)
+    assert set(codes) <= {200, 429, 503} and 200 in codes and 429 in codes, codes
+    assert all(retry == "1" for code, retry, _ in answers if code == 429)
+    assert health_s < 1.0
+
+
+def test_oversized_frames_are_refused_before_they_are_parsed_or_spooled(server_env, start_server):
+    need_datasets()
+    srv = start_server({**server_env, "KENNELGATE_MAX_BYTES": "50000"})
+    big = b"\xff\xd8" + b"\0" * 200_000
+    with httpx.Client(base_url=srv.url, timeout=30) as c:
+        kid, token = _kennel(c, "small", ["cat"])
+        url = f"/v1/kennels/{kid}/frames"
+        r = c.post(url, files={"file": ("f.jpg", big, "image/jpeg")}, headers=token)
+        assert r.status_code == 413, r.text
+        r = c.post(url, content=iter([big[:100_000], big[100_000:]]), headers={**token, "Content-Type": "image/jpeg"})
+        assert r.status_code == 413, r.text  # chunked, no Content-Length: stopped while reading
+        r = c.post(url, files={"file": ("f.jpg", _frame()[:40_000], "image/jpeg")}, headers=token)
+        assert r.status_code == 200 and r.json()["error"] in ("bad_frame", "no_index"), r.text
