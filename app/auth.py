@@ -11,6 +11,7 @@ import hmac
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Optional
@@ -23,6 +24,9 @@ from app.db.session import Database
 ADMIN_PREFIX = "kga_"
 DEVICE_PREFIX = "kgd_"
 _CACHE_SECONDS = 10.0  # device tokens are checked on every frame; revocation clears the cache at once
+_CACHE_MAX = 10_000  # entries (valid and invalid tokens); the oldest go first: guessing cannot grow it
+FAILURES_PER_MINUTE = 30  # failed token checks one client may make before it is refused for a while
+_CLIENTS_MAX = 10_000
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,8 @@ class Authenticator:
     def __init__(self, db: Database, bootstrap_admin: str = "") -> None:
         self.db = db
         self.bootstrap = bootstrap_admin
-        self._cache: dict[str, tuple[float, Optional[Principal]]] = {}
+        self._cache: OrderedDict[str, tuple[float, Optional[Principal]]] = OrderedDict()
+        self._failures: OrderedDict[str, list[float]] = OrderedDict()  # client → times of failed checks
         self._lock = threading.Lock()
 
     MISS = object()
@@ -79,7 +84,29 @@ class Authenticator:
             who = Principal(row.kind, row.kennel_id, row.id) if row else None
         with self._lock:
             self._cache[digest] = (now + _CACHE_SECONDS, who)
+            self._cache.move_to_end(digest)
+            while len(self._cache) > _CACHE_MAX:
+                self._cache.popitem(last=False)
         return who
+
+    # --- failed attempts ---------------------------------------------------------------------
+    def refused_for(self, client: str) -> Optional[int]:
+        """Seconds ``client`` must wait before its next token check, or None: more than
+        ``FAILURES_PER_MINUTE`` failures in the last minute and it is refused without a check."""
+        now = time.monotonic()
+        with self._lock:
+            times = [t for t in self._failures.get(client, []) if now - t < 60.0]
+            if len(times) < FAILURES_PER_MINUTE:
+                return None
+            return max(1, int(60.0 - (now - times[0])) + 1)
+
+    def failed(self, client: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            times = [t for t in self._failures.pop(client, []) if now - t < 60.0] + [now]
+            self._failures[client] = times[-FAILURES_PER_MINUTE:]
+            while len(self._failures) > _CLIENTS_MAX:
+                self._failures.popitem(last=False)
 
     def revoke(self, token_id: int) -> bool:
         with self.db.session() as s:

@@ -11,7 +11,7 @@ from typing import Optional
 
 from app.batching import BatchingWorker
 from app.db.models import DecisionRecord
-from app.db.session import Database
+from app.db.session import Database, describe_storage_error
 
 
 class DecisionLog(BatchingWorker):
@@ -19,6 +19,7 @@ class DecisionLog(BatchingWorker):
         super().__init__("decision-log", max_batch, linger_s=0.0, timeout_s=timeout_s)
         self.db = db
         self._insert = DecisionRecord.__table__.insert()
+        self._failing: Optional[str] = None
 
     def write(self, row: dict, deadline: Optional[float] = None) -> None:
         """Insert one decision; returns once it is committed, raises if it could not be.
@@ -27,9 +28,19 @@ class DecisionLog(BatchingWorker):
         written: the log can only ever hold what the device was told."""
         self.submit(row, deadline)
 
+    @property
+    def failing(self) -> Optional[str]:
+        """Why the last write failed, while no write has succeeded since (readiness reads it)."""
+        return self._failing
+
     def handle(self, rows: list[dict]) -> list:
-        with self.db.engine.begin() as conn:
-            conn.execute(self._insert, rows)
+        try:
+            with self.db.engine.begin() as conn:
+                conn.execute(self._insert, rows)
+        except Exception as exc:
+            self._failing = describe_storage_error(exc)
+            raise
+        self._failing = None
         return [None] * len(rows)
 
     def handle_failed(self, rows: list[dict], error: Exception) -> list:

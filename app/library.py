@@ -1,8 +1,12 @@
 """The photo library: every gallery photo's bytes (content-addressed files) and its database row.
 
 The library is the source of truth; the gallery on disk is derived from it (and rebuilt from it
-nightly). Every change takes the index lock, writes files first, then the gallery version, then
-commits the rows, so a crash leaves either the old state or files nobody refers to yet.
+nightly). Every change takes the index lock and goes: photo files, then the new gallery version
+(staged, not yet served), then the database commit, then the version is published (``CURRENT``),
+then unused files are deleted. Readers never see an index whose rows are not committed. A crash
+before the commit leaves an unpublished version and files nobody refers to; after it, a staged
+version that matches the committed rows: ``reconcile`` (run when the service starts, and
+periodically) publishes it and cleans up, so index and database always agree again.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -36,6 +40,16 @@ Progress = Optional[Callable[[int], None]]
 
 class LibraryError(ValueError):
     """A library change that cannot be made as asked (reason for the user in the message)."""
+
+
+def _commit(s: Session) -> Callable[[str], None]:
+    """Commit ``s`` once the new gallery version is staged, before it is published."""
+
+    return lambda version: s.commit()
+
+
+def _index_ids(gallery) -> dict[str, set[str]]:
+    return {sp: set(p.ids) for sp, p in gallery.species.items()}
 
 
 def species_name(raw: str) -> str:
@@ -76,11 +90,15 @@ class PhotoLibrary:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".upload-", dir=path.parent)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)  # a full disk leaves no half-written photo behind
+            raise
 
     def _store(self, species_id: int, name: str, data: bytes, sha256: str, breed: Optional[str]) -> Photo:
         """Write the bytes (idempotent) and return the photo's row, not yet added to a session."""
@@ -157,8 +175,8 @@ class PhotoLibrary:
             s.add_all(rows)
             s.flush()  # assigns ids: the gallery refers to photos by them
             group = SpeciesPhotos(result.vectors, [r.gallery_id for r in rows], [r.breed for r in rows])
-            report.version = self.engine.extend(name, group)
             report.added, report.photos = len(rows), total
+            report.version = self.engine.extend(name, group, before_publish=_commit(s))
         return report
 
     def add_folder(self, species: str, folder: Path, on_progress: Progress = None) -> AddReport:
@@ -196,9 +214,9 @@ class PhotoLibrary:
                 s.delete(r)
             s.flush()
             if left == 0:
-                version = self._drop_from_gallery(name)
+                version = self._drop_from_gallery(name, s)
             else:
-                version = self.engine.drop_photos(name, [r.gallery_id for r in rows])
+                version = self.engine.drop_photos(name, [r.gallery_id for r in rows], before_publish=_commit(s))
             self._unlink_unused(s, files)
         return version
 
@@ -212,14 +230,15 @@ class PhotoLibrary:
             files = {(p.sha256, p.suffix) for p in sp.photos}
             s.delete(sp)
             s.flush()
-            version = self._drop_from_gallery(name)
+            version = self._drop_from_gallery(name, s)
             self._unlink_unused(s, files)
         return version
 
-    def _drop_from_gallery(self, name: str) -> str:
+    def _drop_from_gallery(self, name: str, s: Session) -> str:
         try:
-            return self.engine.remove_species(name)
+            return self.engine.remove_species(name, before_publish=_commit(s))
         except KeyError:  # stored but never indexed (e.g. a failed upload): nothing to drop
+            s.commit()
             return self.engine.store.current_version() or ""
 
     def replace_all(self, photos: Sequence[LabeledPhoto], on_progress: Progress = None) -> IndexReport:
@@ -259,9 +278,77 @@ class PhotoLibrary:
                     report.rejected.append((name, str(exc)))
                     s.delete(sp)  # too few usable photos: keep library and index in step
                     s.flush()
-            report.version = self.engine.replace_gallery(gallery)
+            report.version = self.engine.replace_gallery(gallery, before_publish=_commit(s))
             self._unlink_unused(s, old_files)
         return report
+
+    # --- after a crash ---------------------------------------------------------------------
+    def reconcile(self, wait: bool = True) -> list[str]:
+        """Make the served index agree with the committed library again, after a crash anywhere
+        in a change; returns what was done (empty when all was in order). With ``wait=False`` it
+        gives up at once if another change holds the lock (it will be back)."""
+        try:
+            self.lock.acquire(timeout=-1 if wait else 0)
+        except Timeout:
+            return []
+        try:
+            return self._reconcile()
+        finally:
+            self.lock.release()
+
+    def _reconcile(self) -> list[str]:
+        store, done = self.engine.store, []
+        for p in store.clean_temporary() + self._clean_uploads():
+            done.append(f"removed temporary {p.name}")
+        library = self._library_ids()
+        for version in reversed(store.unpublished()):
+            if _index_ids(store.load(version=version).gallery) == library:  # committed, not yet published
+                store.publish(version)
+                done.append(f"published {version}: it matches the committed library")
+                break
+        for version in store.unpublished():
+            store.discard(version)
+            done.append(f"discarded {version}: staged, never committed")
+        if store.current_version() is None:
+            return done
+        self.engine.refresh()
+        gallery = self.engine.snapshot().gallery
+        served = _index_ids(gallery)
+        if not library and served:
+            log.warning("index has photos but the library has none (built without the library?); left as is")
+            return done
+        phantoms = {sp: ids - library.get(sp, set()) for sp, ids in served.items() if ids - library.get(sp, set())}
+        if phantoms:
+            fixed = gallery.copy()
+            for sp, ids in phantoms.items():
+                keep = [i for i, pid in enumerate(gallery.species[sp].ids) if pid not in ids]
+                old = gallery.species[sp]
+                if len(keep) < MIN_PHOTOS:
+                    fixed.remove(sp)
+                else:
+                    fixed.add(sp, SpeciesPhotos(old.vectors[keep], [old.ids[i] for i in keep], [old.breeds[i] for i in keep]), replace=True)
+            version = self.engine.replace_gallery(fixed)
+            done.append(f"published {version} without photos the library does not have: "
+                        + ", ".join(f"{sp} ({len(ids)})" for sp, ids in sorted(phantoms.items())))
+        missing = sum(len(ids - served.get(sp, set())) for sp, ids in library.items())
+        if missing:
+            done.append(f"{missing} library photos are not in the index: the next rebuild adds them")
+        for line in done:
+            log.warning("reconcile: %s", line)
+        return done
+
+    def _library_ids(self) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        with self.db.session() as s:
+            for pid, name in s.execute(select(Photo.id, Species.name).join(Species)):
+                out.setdefault(name, set()).add(f"photo:{pid}")
+        return out
+
+    def _clean_uploads(self) -> list[Path]:
+        gone = list(self.root.glob("*/.upload-*"))
+        for p in gone:
+            p.unlink(missing_ok=True)
+        return gone
 
     def counts(self) -> dict[str, int]:
         with self.db.session() as s:

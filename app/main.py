@@ -8,7 +8,7 @@ from typing import Optional
 
 from fastapi import FastAPI
 
-from app.api import decisions, frames, health, index, kennels, monitoring, species
+from app.api import decisions, edge, frames, health, index, kennels, monitoring, species
 from app.service import Service
 from kennelgate.engine import Engine
 from kennelgate.settings import Settings
@@ -36,6 +36,7 @@ def create_app(settings: Optional[Settings] = None, engine: Optional[Engine] = N
         summary="Which animal is at the kennel door? Devices post frames; staff manage kennels and species.",
         lifespan=lifespan,
     )
+    edge.install(app)
     for module in (health, frames, kennels, species, decisions, index, monitoring):
         app.include_router(module.router)
     return app

@@ -25,6 +25,9 @@ class Metrics:
             "kennelgate_frames_skipped", "Stream frames skipped undecided: the server was behind", ["kennel"], registry=r
         )
         self.frame_errors = Counter("kennelgate_frame_errors", "Frames that failed (door kept shut)", ["kind"], registry=r)
+        self.refused = Counter(
+            "kennelgate_http_refused", "Requests answered 4xx/5xx, by status (bad input, auth, overload)", ["status"], registry=r
+        )
         self.latency = Histogram(
             "kennelgate_frame_latency_seconds", "Decode + embed + decide, per frame", buckets=LATENCY_BUCKETS, registry=r
         )

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from app.api.edge import has_control_chars
 from app.library import LibraryError, species_name
 from index.folders import OTHER
 from index.readiness import ReadinessCard
@@ -21,6 +22,16 @@ def _health_overrides(v: Optional[dict]) -> Optional[dict]:
     if unknown:
         raise ValueError(f"unknown health setting(s) {sorted(unknown)}; known: {sorted(HealthThresholds.model_fields)}")
     HealthThresholds(**v)  # type check
+    return v
+
+
+# Scores are mean cosines: a manual threshold outside [-1, 1] is a typo, not a policy.
+Threshold = Annotated[float, Field(ge=-1.0, le=1.0)]
+
+
+def _printable(v: Optional[str]) -> Optional[str]:
+    if v is not None and has_control_chars(v):
+        raise ValueError("control characters (NUL, newline, …) are not allowed")
     return v
 
 
@@ -41,23 +52,33 @@ def _species_list(v: list[str]) -> list[str]:
 class KennelIn(BaseModel):
     name: str = Field(..., min_length=1, max_length=200, examples=["dog run A"])
     admits: list[str] = Field(..., min_length=1, examples=[["dog"]], description="species whose frames open the door")
-    thresholds: dict[str, float] = Field(default_factory=dict, description="manual score thresholds per species")
+    thresholds: dict[str, Threshold] = Field(default_factory=dict, description="manual score thresholds per species (-1…1)")
     health: Optional[dict] = Field(None, description="health-gate overrides, e.g. {\"dark_p95\": 30} for an IR camera")
     window_k: Optional[int] = Field(None, ge=1, le=100, description="K of the last N frames must agree")
     window_n: Optional[int] = Field(None, ge=1, le=100)
     window_seconds: Optional[float] = Field(None, gt=0, le=60)
 
     _admits = field_validator("admits")(_species_list)
+    _name = field_validator("name")(_printable)
 
 
 class KennelPatch(BaseModel):
     name: Optional[str] = Field(None, min_length=1, max_length=200)
     admits: Optional[list[str]] = None
-    thresholds: Optional[dict[str, float]] = None
+    thresholds: Optional[dict[str, Threshold]] = None
     health: Optional[dict] = Field(None, description="health-gate overrides (null or {} = service defaults)")
     window_k: Optional[int] = Field(None, ge=1, le=100)
     window_n: Optional[int] = Field(None, ge=1, le=100)
     window_seconds: Optional[float] = Field(None, gt=0, le=60)
+
+    _name = field_validator("name")(_printable)
+
+    @model_validator(mode="after")
+    def _no_null_for_required(self) -> "KennelPatch":
+        nulls = [f for f in ("name", "admits", "thresholds") if f in self.model_fields_set and getattr(self, f) is None]
+        if nulls:
+            raise ValueError(f"{', '.join(nulls)} cannot be null (leave the field out to keep it)")
+        return self
 
     @field_validator("admits")
     @classmethod
@@ -108,7 +129,7 @@ class SpeciesIn(BaseModel):
 
 
 class SpeciesPatch(BaseModel):
-    threshold: Optional[float] = Field(None, description="manual threshold for every kennel; null = calibrated")
+    threshold: Optional[Threshold] = Field(None, description="manual threshold for every kennel (-1…1); null = calibrated")
 
 
 class SpeciesOut(BaseModel):

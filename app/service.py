@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Optional
@@ -70,6 +71,7 @@ class Service:
     # --- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
         _ = self.engine.encoder  # load (or build) the model before taking traffic
+        self.reconcile(wait=True)
         self.poll_index()
         self._watcher = threading.Thread(target=self._watch, name="index-watcher", daemon=True)
         self._watcher.start()
@@ -89,8 +91,19 @@ class Service:
         self.frames.forget(kennel_id)
 
     def _watch(self) -> None:
+        last_check = time.monotonic()
         while not self._stop.wait(self.settings.index_poll_seconds):
+            if time.monotonic() - last_check >= self.settings.reconcile_seconds:
+                self.reconcile(wait=False)  # another process may have crashed mid-change
+                last_check = time.monotonic()
             self.poll_index()
+
+    def reconcile(self, wait: bool) -> None:
+        """Index and library agree again after a crash (``PhotoLibrary.reconcile``); never fatal."""
+        try:
+            self.library.reconcile(wait=wait)
+        except Exception:  # noqa: BLE001 - serving the index we have beats not serving
+            log.exception("reconciling the index with the library failed")
 
     def poll_index(self) -> None:
         """Swap in a version written by another process (nightly rebuild, CLI)."""
@@ -116,6 +129,9 @@ class Service:
         d = self.engine.serving
         if d is None:
             return False, self.index_error or "no index yet: upload species photos (POST /v1/species/{name}/photos)"
+        failing = self.frames.decision_log.failing
+        if failing is not None:  # every frame would be answered "closed: log unavailable"
+            return False, f"decision log cannot be written ({failing}); doors stay shut"
         return True, f"model {self.engine.encoder.spec.name}, index {d.version}"
 
     # --- rebuild -------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import Iterable, Optional
 _ZIP_MAGIC = b"PK\x03\x04"
 _ARCHIVE_SUFFIXES = (".zip", ".tar", ".gz", ".tgz", ".7z", ".rar")
 _MAX_RATIO = 200  # JPEG/PNG hardly compress; a far higher ratio is a bomb, not a photo
+MAX_BREED = 100  # the database column's length: a longer folder name is cut, not an error
 _METADATA = ("__MACOSX/", ".DS_Store", "Thumbs.db")
 
 
@@ -95,6 +96,14 @@ def _expand_zip(archive: str, data: bytes, limits: UploadLimits, out: Unpacked, 
             out.reject(label, reason)
         else:
             entries.append(info)
+    # Many entries each under the per-entry floor can still add up to a bomb: judge the total too,
+    # and refuse the entries that inflate it (the ordinary photos beside them go on).
+    declared, packed = sum(i.file_size for i in entries), sum(i.compress_size for i in entries)
+    if declared > 1_000_000 and declared > _MAX_RATIO * max(packed, 1):
+        total = f"the archive expands {declared / max(packed, 1):.0f}:1 in total; refused as a zip bomb"
+        for info in [i for i in entries if i.file_size > _MAX_RATIO * max(i.compress_size, 1)]:
+            out.reject(f"{archive}:{info.filename}", total)
+            entries.remove(info)
     top = _common_top([i.filename for i in entries])
     for info in entries:
         label = f"{archive}:{info.filename}"
@@ -118,7 +127,7 @@ def _expand_zip(archive: str, data: bytes, limits: UploadLimits, out: Unpacked, 
             parts = parts[1:]
         folder_breed = parts[0] if len(parts) > 1 else None  # <species folder>/<breed>/<photo>
         out.total_bytes += len(payload)
-        out.candidates.append(Candidate(label, payload, folder_breed or breed))
+        out.candidates.append(Candidate(label, payload, (folder_breed or breed or '')[:MAX_BREED] or None))
 
 
 def unpack(files: Iterable[tuple[str, bytes]], limits: UploadLimits = UploadLimits(), breed: Optional[str] = None) -> Unpacked:

@@ -55,6 +55,13 @@ class GalleryStore:
         return sorted(d.name for d in self.versions_dir.iterdir() if d.is_dir() and d.name.startswith("v"))
 
     def save(self, gallery: Gallery, calibration: Calibration) -> str:
+        """Write a new version and make it current."""
+        version = self.stage(gallery, calibration)
+        self.publish(version)
+        return version
+
+    def stage(self, gallery: Gallery, calibration: Calibration) -> str:
+        """Write a new version without making it current (``publish`` does that)."""
         existing = self.versions()
         version = f"v{(int(existing[-1][1:]) + 1) if existing else 1:06d}"
         names = gallery.names()
@@ -80,9 +87,33 @@ class GalleryStore:
                 json.dumps({"species": [r[0] for r in rows], "ids": [r[1] for r in rows], "breeds": [r[2] for r in rows]})
             )
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        return version
+
+    def publish(self, version: str) -> None:
+        """Make a staged version the one every reader loads (atomic), and prune old ones."""
+        if not (self.versions_dir / version / "manifest.json").is_file():
+            raise GalleryError(f"gallery version {version} does not exist")
         write_text_atomic(self.root / "CURRENT", version + "\n")
         self._prune()
-        return version
+
+    def discard(self, version: str) -> None:
+        """Delete a staged version that was never published."""
+        if version != self.current_version():
+            shutil.rmtree(self.versions_dir / version, ignore_errors=True)
+
+    def unpublished(self) -> list[str]:
+        """Versions written after the current one (staged, never published), oldest first."""
+        current = self.current_version()
+        return [v for v in self.versions() if current is None or v > current]
+
+    def clean_temporary(self) -> list[Path]:
+        """Remove what an interrupted write leaves behind (temporary version dirs, pointer files)."""
+        gone = []
+        for pattern, base in ((".v*.tmp-*", self.versions_dir), (".v*.old-*", self.versions_dir), (".CURRENT.*", self.root)):
+            for p in base.glob(pattern) if base.is_dir() else []:
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+                gone.append(p)
+        return gone
 
     def _prune(self) -> None:
         current = self.current_version()

@@ -323,7 +323,10 @@ def _library():
     s.home.mkdir(parents=True, exist_ok=True)
     if s.auto_migrate:
         migrate.upgrade(s.db_url)
-    return PhotoLibrary(s.photos_dir, Database(s.db_url), _engine())
+    library = PhotoLibrary(s.photos_dir, Database(s.db_url), _engine())
+    for line in library.reconcile():  # a change interrupted by a crash is finished or undone first
+        err_console.print(f"[yellow]index repaired:[/] {line}")
+    return library
 
 
 def _print_add_report(report, engine=None) -> None:

@@ -24,11 +24,13 @@ from index.store import GalleryError, GalleryStore, Snapshot
 from kennelgate import health_detector as detectors
 from kennelgate.health import Health, HealthThresholds
 from kennelgate.deciders import calibrate_from, decider_from
+from kennelgate.faults import crash_point
 from kennelgate.health_detector import FaultDetector
 from kennelgate.pipeline import BigTier, Embed, FramePipeline
 from kennelgate.settings import Settings
 
 log = logging.getLogger(__name__)
+BeforePublish = Optional[Callable[[str], None]]  # runs with the staged version, before it is published
 
 Progress = Optional[Callable[[int], None]]
 
@@ -116,9 +118,24 @@ class Engine:
     def _calibrate(self, gallery: Gallery, previous: Optional[Calibration] = None, changed=None) -> Calibration:
         return calibrate_from(self.settings, gallery, previous, changed)
 
-    def _commit(self, gallery: Gallery, calibration: Calibration) -> str:
+    def _commit(self, gallery: Gallery, calibration: Calibration, before_publish: BeforePublish = None) -> str:
+        """Stage the version, let the caller commit what refers to it (``before_publish``: the
+        library's database rows), then publish it. A crash before the caller's commit leaves an
+        unpublished version nobody serves; a crash after it, a staged version that matches the
+        committed rows, which ``PhotoLibrary.reconcile`` publishes. Readers never see a version
+        whose rows were not committed."""
         with self._swap:
-            version = self.store.save(gallery, calibration)
+            version = self.store.stage(gallery, calibration)
+            crash_point("gallery.staged")
+            if before_publish is not None:
+                try:
+                    before_publish(version)
+                except BaseException:
+                    self.store.discard(version)
+                    raise
+            crash_point("gallery.committed")
+            self.store.publish(version)
+            crash_point("gallery.published")
             snap = Snapshot(gallery, calibration, version)
             self._snapshot, self._decider = snap, self._make_decider(snap)
         return version
@@ -159,13 +176,13 @@ class Engine:
             log.info("starting a new gallery (%s)", exc)
             return self.empty_gallery(), None
 
-    def extend(self, name: str, photos: SpeciesPhotos, replace: bool = False) -> str:
+    def extend(self, name: str, photos: SpeciesPhotos, replace: bool = False, before_publish: BeforePublish = None) -> str:
         """Add embedded photos to species ``name`` (created if new) and store a new version."""
         gallery, previous = self._latest()
         gallery.add(name, photos, replace=replace)
-        return self._commit(gallery, self._calibrate(gallery, previous, changed={name}))
+        return self._commit(gallery, self._calibrate(gallery, previous, changed={name}), before_publish)
 
-    def drop_photos(self, name: str, ids: Sequence[str]) -> str:
+    def drop_photos(self, name: str, ids: Sequence[str], before_publish: BeforePublish = None) -> str:
         """Remove some photos of a species; refused if fewer than the minimum would be left."""
         gallery, previous = self._latest()
         if name not in gallery.species:
@@ -174,17 +191,17 @@ class Engine:
         keep = [i for i, pid in enumerate(old.ids) if pid not in gone]
         photos = SpeciesPhotos(old.vectors[keep], [old.ids[i] for i in keep], [old.breeds[i] for i in keep])
         gallery.add(name, photos, replace=True)
-        return self._commit(gallery, self._calibrate(gallery, previous, changed={name}))
+        return self._commit(gallery, self._calibrate(gallery, previous, changed={name}), before_publish)
 
-    def replace_gallery(self, gallery: Gallery) -> str:
+    def replace_gallery(self, gallery: Gallery, before_publish: BeforePublish = None) -> str:
         """Store ``gallery`` as the new version with fresh thresholds for every species."""
-        return self._commit(gallery, self._calibrate(gallery))
+        return self._commit(gallery, self._calibrate(gallery), before_publish)
 
-    def remove_species(self, species: str) -> str:
+    def remove_species(self, species: str, before_publish: BeforePublish = None) -> str:
         gallery, previous = self._latest()
         name = normalise_species(species)
         gallery.remove(name)
-        return self._commit(gallery, self._calibrate(gallery, previous, changed={name}))
+        return self._commit(gallery, self._calibrate(gallery, previous, changed={name}), before_publish)
 
     # --- decisions -----------------------------------------------------------------------
     def _make_decider(self, snap: Snapshot) -> Decider:

@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     upload_max_files: int = Field(5000, description="files per upload request (zip entries included)")
     upload_max_total_bytes: int = Field(2 * 1024**3, description="uncompressed bytes per upload request")
     index_poll_seconds: float = Field(1.0, description="how often the API looks for a new index version")
+    reconcile_seconds: float = Field(
+        30.0, description="how often the API checks that the index agrees with the photo library (after a crash elsewhere)"
+    )
 
     # Motion gating: an unchanged scene reuses the last answer instead of running the encoder
     motion_threshold: float = Field(

@@ -52,7 +52,7 @@ def test_crash_during_rebuild_keeps_the_old_index(library, monkeypatch):
     def crash(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(library.engine.store, "save", crash)
+    monkeypatch.setattr(library.engine.store, "stage", crash)
     with pytest.raises(OSError):
         rebuild(library)
     monkeypatch.undo()
@@ -63,7 +63,7 @@ def test_crash_during_rebuild_keeps_the_old_index(library, monkeypatch):
 
 def test_failed_index_write_stores_no_rows(library, monkeypatch):
     library.add("cat", _cands("catsdogs/cat", slice(0, 10)))
-    monkeypatch.setattr(library.engine.store, "save", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+    monkeypatch.setattr(library.engine.store, "stage", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
     with pytest.raises(OSError):
         library.add("dog", _cands("catsdogs/dog", slice(0, 10)))
     assert library.counts() == {"cat": 10}  # the rows rolled back with the failed index write

@@ -122,7 +122,8 @@ def test_kennels_open_for_their_species_only(server_env, start_server):
 
         # Bad frames fail closed with a reason; they never raise.
         r = c.post(f"/v1/kennels/{dog_k}/frames", content=b"not an image", headers=dog_t)
-        assert r.status_code == 200 and r.json()["decision"] == "closed" and "bad frame" in r.json()["reason"]
+        assert r.status_code == 422 and r.json()["decision"] == "closed" and "bad frame" in r.json()["reason"]
+        assert r.json()["error"] == "bad_frame"
         r = c.post(f"/v1/kennels/{dog_k}/frames", files={"file": ("f.jpg", held_dogs[0].read_bytes())}, headers=dog_t)
         assert r.status_code == 200 and r.json()["species"] == "dog"  # multipart works too
 
@@ -167,7 +168,7 @@ def test_auth_and_admin_api(db, server_env, start_server, request):
         frame = dogs[900].read_bytes()
         assert c.post(f"/v1/kennels/{cat_k}/frames", content=frame, headers=dog_t).status_code == 403
         r = c.post(f"/v1/kennels/{dog_k}/frames", content=frame, headers=dog_t)
-        assert r.status_code == 200 and r.json()["decision"] == "closed"  # no gallery yet: fail closed
+        assert r.status_code == 503 and r.json()["decision"] == "closed" and r.json()["error"] == "no_index"  # fail closed
         assert "no usable index" in r.json()["reason"]
 
         # A new species needs at least 3 usable photos; nothing is stored otherwise.

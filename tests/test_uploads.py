@@ -76,3 +76,13 @@ def test_limits_on_count_and_total_size():
     assert len(out.candidates) == 3 and "in total" in out.rejected[0][1]
     out = unpack([("plain.jpg", b"p")], breed="siamese")
     assert out.candidates[0].breed == "siamese"
+
+
+def test_many_small_entries_that_add_up_to_a_bomb_are_refused():
+    """Each entry under the per-entry floor, the archive as a whole 1000:1: the inflating entries
+    are refused, an ordinary photo beside them goes on."""
+    members = {f"z{i}.jpg": b"\0" * 900_000 for i in range(5)}
+    members["photo.jpg"] = bytes(range(256)) * 40
+    out = unpack([("many.zip", _zip(members))])
+    assert all("in total" in _reasons(out)[f"many.zip:z{i}.jpg"] for i in range(5))
+    assert [c.name for c in out.candidates] == ["many.zip:photo.jpg"]

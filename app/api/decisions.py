@@ -8,6 +8,7 @@ from typing import Literal, Optional
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from sqlalchemy import select
 
+from app.api.edge import Offset, OptionalDbId
 from app.api.deps import Admin, ServiceDep
 from app.db.models import DecisionRecord
 from app.schemas import DecisionOut
@@ -18,7 +19,7 @@ router = APIRouter(prefix="/v1/decisions", tags=["admin: decisions"], dependenci
 @router.get("", response_model=list[DecisionOut], summary="Decisions, newest first, with filters")
 def list_decisions(
     service: ServiceDep,
-    kennel_id: Optional[int] = None,
+    kennel_id: OptionalDbId = None,
     species: Optional[str] = None,
     door: Optional[Literal["open", "closed"]] = None,
     error: Optional[bool] = None,
@@ -27,7 +28,7 @@ def list_decisions(
     since: Optional[datetime] = Query(None, description="ISO time, inclusive"),
     until: Optional[datetime] = Query(None, description="ISO time, exclusive"),
     limit: int = Query(100, ge=1, le=10_000),
-    offset: int = Query(0, ge=0),
+    offset: Offset = 0,
 ) -> list[DecisionOut]:
     q = select(DecisionRecord, DecisionRecord.thumbnail.is_not(None))
     for column, value in (

@@ -9,6 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from starlette.concurrency import run_in_threadpool
 
+from app.api.edge import DbId
 from app.auth import Authenticator, Principal
 from app.service import Service
 
@@ -23,21 +24,34 @@ async def get_service(request: Request) -> Service:
 ServiceDep = Annotated[Service, Depends(get_service)]
 
 
-async def principal_of(service: Service, token: Optional[str]) -> Optional[Principal]:
+async def principal_of(service: Service, token: Optional[str], client: str = "") -> Optional[Principal]:
     """Who holds ``token``, or None. Every frame carries a token: answered from the cache on the
-    event loop, and from the database (in a worker thread) only on a miss."""
+    event loop, and from the database (in a worker thread) only on a miss. A ``client`` with too
+    many failed checks in the last minute is refused (429) before any check."""
+    wait = service.auth.refused_for(client) if client else None
+    if wait is not None:
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, "too many failed token checks from this client; wait",
+                            headers={"Retry-After": str(wait)})
     who = service.auth.cached(token) if token else None
     if who is Authenticator.MISS:
         who = await run_in_threadpool(service.auth.identify, token)
+    if who is None and token and client:
+        service.auth.failed(client)
     return who
+
+
+def client_of(connection) -> str:
+    return connection.client.host if connection.client else ""
 
 
 def may_send_frames(who: Optional[Principal], kennel_id: int) -> bool:
     return who is not None and (who.kind == "admin" or who.kennel_id == kennel_id)
 
 
-async def _principal(service: ServiceDep, creds: Optional[HTTPAuthorizationCredentials] = Depends(bearer)) -> Principal:
-    who = await principal_of(service, creds.credentials if creds else None)
+async def _principal(
+    request: Request, service: ServiceDep, creds: Optional[HTTPAuthorizationCredentials] = Depends(bearer)
+) -> Principal:
+    who = await principal_of(service, creds.credentials if creds else None, client_of(request))
     if who is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "missing or invalid token (Authorization: Bearer <token>)",
@@ -52,7 +66,7 @@ async def require_admin(who: Principal = Depends(_principal)) -> Principal:
     return who
 
 
-async def require_device_or_admin(kennel_id: int, who: Principal = Depends(_principal)) -> Principal:
+async def require_device_or_admin(kennel_id: DbId, who: Principal = Depends(_principal)) -> Principal:
     if may_send_frames(who, kennel_id):
         return who
     raise HTTPException(status.HTTP_403_FORBIDDEN, "this device token belongs to another kennel")

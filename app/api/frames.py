@@ -18,8 +18,10 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.admission import deadline_after
-from app.api.deps import AnyToken, ServiceDep, may_send_frames, principal_of, require_device_or_admin
+from app.api.edge import MAX_ID, DbId
+from app.api.deps import AnyToken, ServiceDep, client_of, may_send_frames, principal_of, require_device_or_admin
 from embedder.images import ImageError
+from index.store import GalleryError
 from app.schemas import FrameOut
 
 router = APIRouter(tags=["device"])
@@ -80,11 +82,14 @@ def _refused(status_code: int, reason: str, retry_after_s: int = 1, body: dict |
     response_model=FrameOut,
     summary="Decide one camera frame (device token of this kennel)",
     description="Body: the JPEG/PNG bytes, or multipart with a `file` part. The door opens only when "
-    "K of the last N frames agree on a species the kennel admits; every failure keeps it shut.",
+    "K of the last N frames agree on a species the kennel admits; every failure keeps it shut. "
+    "422: the frame is not a usable image (`error: bad_frame`); 429/503 with Retry-After: too many frames "
+    "in flight, or not decided in time (`late`), no index yet (`no_index`), decision log or internal failure; "
+    "every answer carries the door (`decision: closed` on any error) and the reason.",
     openapi_extra=_BODY_DOC,
     dependencies=[Depends(require_device_or_admin)],
 )
-async def post_frame(kennel_id: int, request: Request, service: ServiceDep) -> JSONResponse:
+async def post_frame(kennel_id: DbId, request: Request, service: ServiceDep) -> JSONResponse:
     deadline = deadline_after(service.settings.frame_deadline_ms)
     kennel = service.kennels.get(kennel_id)
     if kennel is None:
@@ -98,7 +103,9 @@ async def post_frame(kennel_id: int, request: Request, service: ServiceDep) -> J
         outcome = await run_in_threadpool(service.frames.process, kennel, data, deadline)
     finally:
         service.admission.leave(kennel_id)
-    if outcome.error == "late":
+    if outcome.error == "bad_frame":  # the door stays shut and the frame is logged, as for any frame
+        return JSONResponse(outcome.response(), status_code=status.HTTP_422_UNPROCESSABLE_ENTITY)
+    if outcome.error is not None:  # late, no_index, log, internal: the server's side, try again
         return _refused(status.HTTP_503_SERVICE_UNAVAILABLE, outcome.reason, body=outcome.response())
     # The response is built by our own code (FrameOutcome.response, checked against FrameOut in the
     # tests): returned as is, it skips a validation pass on the hottest endpoint.
@@ -119,6 +126,8 @@ async def classify_image(request: Request, service: ServiceDep) -> JSONResponse:
         answer = await run_in_threadpool(service.frames.classify, data)
     except ImageError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"bad image: {exc}") from exc
+    except GalleryError as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"no usable index: {exc}") from exc
     return JSONResponse(answer)
 
 
@@ -137,8 +146,12 @@ async def stream_frames(websocket: WebSocket, kennel_id: int) -> None:
     """
     service = websocket.app.state.service
     token = _bearer(websocket.headers.get("authorization", ""))
-    who = await principal_of(service, token)
-    if not may_send_frames(who, kennel_id) or service.kennels.get(kennel_id) is None:
+    try:
+        who = await principal_of(service, token, client_of(websocket))
+    except HTTPException:  # too many failed checks from this client
+        await websocket.close(code=status.WS_1008_POLICY_VIOLATION, reason="too many failed token checks; wait")
+        return
+    if not 1 <= kennel_id <= MAX_ID or not may_send_frames(who, kennel_id) or service.kennels.get(kennel_id) is None:
         await websocket.close(code=status.WS_1008_POLICY_VIOLATION, reason="invalid token for this kennel, or no such kennel")
         return
     await websocket.accept()

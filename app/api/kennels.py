@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, HTTPException, Response, status
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from app import audit, auth
+from app.api.edge import DbId
 from app.api.deps import Admin, ServiceDep, require_admin
 from app.auth import Principal
-from app.db.models import Kennel, Token
+from app.db.models import DecisionRecord, Kennel, Token
 from app.kennels import policy_of
 from app.schemas import KennelIn, KennelOut, KennelPatch, TokenIn, TokenInfo, TokenOut
 
@@ -44,6 +45,10 @@ def create_kennel(body: KennelIn, service: ServiceDep) -> KennelOut:
         with service.db.session() as s:
             k = Kennel(**body.model_dump())
             _check_policy(k, service)
+            if s.get_bind().dialect.name == "sqlite":
+                # SQLite hands a deleted kennel's id to the next one, which would inherit its
+                # decisions (they are kept): always go past every id ever used.
+                k.id = 1 + max(s.scalar(select(func.max(Kennel.id))) or 0, s.scalar(select(func.max(DecisionRecord.kennel_id))) or 0)
             s.add(k)
             s.flush()
             return _out(k, service)
@@ -58,14 +63,14 @@ def list_kennels(service: ServiceDep) -> list[KennelOut]:
 
 
 @router.get("/kennels/{kennel_id}", response_model=KennelOut, summary="One kennel")
-def get_kennel(kennel_id: int, service: ServiceDep) -> KennelOut:
+def get_kennel(kennel_id: DbId, service: ServiceDep) -> KennelOut:
     with service.db.session() as s:
         return _out(_get(s, kennel_id), service)
 
 
 @router.patch("/kennels/{kennel_id}", response_model=KennelOut, summary="Change a kennel (admits, thresholds, window)")
 def patch_kennel(
-    kennel_id: int, body: KennelPatch, service: ServiceDep, who: Principal = Depends(require_admin)
+    kennel_id: DbId, body: KennelPatch, service: ServiceDep, who: Principal = Depends(require_admin)
 ) -> KennelOut:
     """Takes effect on the next frame, no restart; threshold and gate changes are audited."""
     try:
@@ -85,7 +90,7 @@ def patch_kennel(
 
 
 @router.delete("/kennels/{kennel_id}", status_code=204, summary="Delete a kennel (its decisions are kept)")
-def delete_kennel(kennel_id: int, service: ServiceDep) -> Response:
+def delete_kennel(kennel_id: DbId, service: ServiceDep) -> Response:
     with service.db.session() as s:
         s.delete(_get(s, kennel_id))
     service.forget_kennel(kennel_id)
@@ -95,7 +100,7 @@ def delete_kennel(kennel_id: int, service: ServiceDep) -> Response:
 
 
 @router.post("/kennels/{kennel_id}/tokens", response_model=TokenOut, status_code=201, summary="Issue a device token")
-def issue_device_token(kennel_id: int, service: ServiceDep, body: TokenIn | None = None) -> TokenOut:
+def issue_device_token(kennel_id: DbId, service: ServiceDep, body: TokenIn | None = None) -> TokenOut:
     with service.db.session() as s:
         _get(s, kennel_id)
     token_id, token = auth.issue(service.db, "device", kennel_id, (body.label if body else ""))
@@ -103,7 +108,7 @@ def issue_device_token(kennel_id: int, service: ServiceDep, body: TokenIn | None
 
 
 @router.get("/kennels/{kennel_id}/tokens", response_model=list[TokenInfo], summary="A kennel's device tokens (no secrets)")
-def list_device_tokens(kennel_id: int, service: ServiceDep) -> list[TokenInfo]:
+def list_device_tokens(kennel_id: DbId, service: ServiceDep) -> list[TokenInfo]:
     with service.db.session() as s:
         rows = s.scalars(select(Token).where(Token.kennel_id == kennel_id).order_by(Token.id))
         return [TokenInfo.model_validate(t) for t in rows]
@@ -116,7 +121,7 @@ def issue_admin_token(service: ServiceDep, body: TokenIn | None = None) -> Token
 
 
 @router.delete("/tokens/{token_id}", status_code=204, summary="Revoke a token (takes effect at once)")
-def revoke_token(token_id: int, service: ServiceDep) -> Response:
+def revoke_token(token_id: DbId, service: ServiceDep) -> Response:
     if not service.auth.revoke(token_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no active token {token_id}")
     return Response(status_code=204)

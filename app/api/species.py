@@ -9,6 +9,7 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from app import audit
+from app.api.edge import DbId, has_control_chars
 from app.api.deps import Admin, ServiceDep, require_admin
 from app.auth import Principal
 from app.db.models import Photo, Species
@@ -108,9 +109,11 @@ async def upload_photos(
     name: str,
     service: ServiceDep,
     files: list[UploadFile] = File(..., description="images, or one or more .zip archives"),
-    breed: Optional[str] = Form(None, description="breed of photos not in a breed sub-folder"),
+    breed: Optional[str] = Form(None, max_length=100, description="breed of photos not in a breed sub-folder"),
 ) -> UploadOut:
     name = _name(name)
+    if breed is not None and has_control_chars(breed):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "breed: control characters are not allowed")
     cfg = service.settings
     limits = UploadLimits(cfg.max_bytes, cfg.upload_max_total_bytes, cfg.upload_max_files)
     raw, too_big = [], []
@@ -165,7 +168,7 @@ def species_readiness(name: str, service: ServiceDep) -> ReadinessCard:
 
 
 @router.delete("/{name}/photos/{photo_id}", status_code=204, summary="Remove one photo (re-indexed at once)")
-def delete_photo(name: str, photo_id: int, service: ServiceDep) -> Response:
+def delete_photo(name: str, photo_id: DbId, service: ServiceDep) -> Response:
     try:
         service.library.remove_photos(_name(name), [photo_id])
     except KeyError as exc:
