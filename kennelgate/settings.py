@@ -10,7 +10,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from embedder.registry import DEFAULT_MODEL
-from kennelgate.health import HealthThresholds
+from kennelgate.health_thresholds import HealthThresholds
 
 HOME_DETECTOR = "health_detector.json.gz"  # where `kennelgate health train` writes
 
