@@ -1,0 +1,3 @@
+from kennelgate.cli import app
+
+app()
