@@ -48,8 +48,9 @@ POINTS = [
     ("0.95, grouped, margin 0.025", {"target_accept": 0.95}),
     ("0.97, grouped, margin 0.025", {"target_accept": 0.97}),
     ("0.975, grouped, margin 0.025", {"target_accept": 0.975}),
-    ("default: 0.98, grouped, margin 0.025", {}),
-    ("0.985, grouped, margin 0.025", {"target_accept": 0.985}),
+    ("0.98, grouped, margin 0.025", {"target_accept": 0.98}),
+    ("default: 0.985, grouped, margin 0.025", {}),
+    ("0.99, grouped, margin 0.025", {"target_accept": 0.99}),
 ]
 DEFAULT_POINT = next(label for label, _ in POINTS if label.startswith("default"))
 WEATHER = [("night_ir", 2), ("night_ir", 3), ("fog", 2), ("rain", 2)]

@@ -4,6 +4,8 @@ import io
 import stat
 import zipfile
 
+import pytest
+
 from app.uploads import UploadLimits, unpack
 
 
@@ -86,3 +88,16 @@ def test_many_small_entries_that_add_up_to_a_bomb_are_refused():
     out = unpack([("many.zip", _zip(members))])
     assert all("in total" in _reasons(out)[f"many.zip:z{i}.jpg"] for i in range(5))
     assert [c.name for c in out.candidates] == ["many.zip:photo.jpg"]
+
+
+@pytest.mark.integration
+def test_an_upload_of_more_than_1000_files_is_taken_whole(server_env, start_server):
+    """Starlette stops multipart bodies at 1000 parts by default; uploads take `upload_max_files` (5000)."""
+    import httpx
+
+    srv = start_server(server_env)
+    parts = [("files", (f"f{i}.jpg", b"not an image")) for i in range(1200)]
+    r = httpx.post(f"{srv.url}/v1/species/fox/photos", files=parts,
+                   headers={"Authorization": "Bearer test-admin-token"}, timeout=120)
+    assert r.status_code == 422, r.text  # every file rejected, each with its reason: nothing usable
+    assert len(r.json()["detail"]["rejected"]) == 1200

@@ -72,8 +72,9 @@ async def _read_frame(request: Request, limit: int) -> bytes:
 
 
 def _refused(status_code: int, reason: str, retry_after_s: int = 1, body: dict | None = None) -> JSONResponse:
-    content = {**(body or {}), "decision": "closed", "error": body.get("error", "busy") if body else "busy",
-               "reason": reason}
+    """An answer that is not a decision: the door is shut, the device may retry after a while."""
+    body = body or {}
+    content = {**body, "decision": "closed", "error": body.get("error") or "busy", "reason": reason}
     return JSONResponse(content, status_code=status_code, headers={"Retry-After": str(retry_after_s)})
 
 

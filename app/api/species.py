@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from fastapi import APIRouter, Depends, File, Form, HTTPException, Response, UploadFile, status
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, UploadFile, status
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
@@ -98,23 +98,51 @@ def list_photos(name: str, service: ServiceDep, limit: int = 500, offset: int = 
         return [PhotoOut.model_validate(p) for p in rows]
 
 
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"multipart/form-data": {"schema": {
+            "type": "object", "required": ["files"],
+            "properties": {
+                "files": {"type": "array", "items": {"type": "string", "format": "binary"},
+                          "description": "images, or one or more .zip archives"},
+                "breed": {"type": "string", "maxLength": 100, "description": "breed of photos not in a breed sub-folder"},
+            },
+        }}},
+    }
+}
+
+
+async def _upload_form(request: Request, max_files: int) -> tuple[list[UploadFile], Optional[str]]:
+    """The upload's files and breed. Parsed here rather than by FastAPI so that the part limit is
+    the documented ``upload_max_files``, not Starlette's default of 1000."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "send the photos as multipart/form-data 'files' parts")
+    try:
+        form = await request.form(max_files=max_files, max_fields=10)
+    except HTTPException as exc:  # Starlette's own refusals (too many parts, malformed body)
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"bad multipart body: {exc.detail}") from None
+    files = [f for f in form.getlist("files") if not isinstance(f, str)]
+    if not files:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "no 'files' part: attach images or a .zip")
+    breed = form.get("breed")
+    if breed is not None and (not isinstance(breed, str) or len(breed) > 100 or has_control_chars(breed)):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "breed: up to 100 printable characters")
+    return files, breed
+
+
 @router.post(
     "/{name}/photos",
     response_model=UploadOut,
     summary="Upload photos (several files, or a .zip of a folder); creates the species if new",
     description="Valid photos are stored and indexed at once; each rejected file is listed with its reason. "
-    "In a zip, sub-folders are breeds (species/breed/photo.jpg).",
+    "In a zip, sub-folders are breeds (species/breed/photo.jpg). Up to `upload_max_files` files (5000).",
+    openapi_extra=_UPLOAD_BODY,
 )
-async def upload_photos(
-    name: str,
-    service: ServiceDep,
-    files: list[UploadFile] = File(..., description="images, or one or more .zip archives"),
-    breed: Optional[str] = Form(None, max_length=100, description="breed of photos not in a breed sub-folder"),
-) -> UploadOut:
+async def upload_photos(name: str, request: Request, service: ServiceDep) -> UploadOut:
     name = _name(name)
-    if breed is not None and has_control_chars(breed):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "breed: control characters are not allowed")
     cfg = service.settings
+    files, breed = await _upload_form(request, cfg.upload_max_files)
     limits = UploadLimits(cfg.max_bytes, cfg.upload_max_total_bytes, cfg.upload_max_files)
     raw, too_big = [], []
     for f in files:

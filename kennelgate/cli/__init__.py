@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import typer
 
-from kennelgate.cli import common, evaluate, gallery, models, service
+from kennelgate.cli import common, data, evaluate, gallery, models, service
 from kennelgate.cli.common import _library  # noqa: F401  (scripts and tests open the library this way)
 
 app = typer.Typer(help="KennelGate: which animal is at the kennel door? (retrieval + open-set)", no_args_is_help=True)
 app.callback()(common.main)
 app.add_typer(models.model_app, name="model")
 app.add_typer(gallery.gallery_app, name="gallery")
+app.add_typer(data.data_app, name="data")
 app.add_typer(service.db_app, name="db")
 app.add_typer(service.index_app, name="index")
 app.add_typer(service.token_app, name="token")
