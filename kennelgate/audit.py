@@ -27,7 +27,7 @@ from PIL import Image, UnidentifiedImageError
 
 from embedder.batch import embed_sources
 from embedder.runtime import Encoder
-from index.folders import IMAGE_SUFFIXES, normalise_species
+from index.folders import IMAGE_SUFFIXES, LabeledPhoto, normalise_species
 
 # Measured with Lite1 (docs/audit.md): 85% centre crops of a photo keep a median cosine of 0.93 (5% below
 # 0.88) while the nearest *other* photo of 1000 cats never reaches 0.87.
@@ -55,12 +55,6 @@ class Finding:
 
 
 @dataclass
-class Photo:
-    path: Path
-    species: str
-
-
-@dataclass
 class Audit:
     root: str
     photos: int
@@ -81,14 +75,14 @@ class Audit:
         return max(sizes) / min(sizes) if sizes else 1.0
 
 
-def scan_tree(root: Path) -> tuple[list[Photo], list[Finding]]:
+def scan_tree(root: Path) -> tuple[list[LabeledPhoto], list[Finding]]:
     """Every file under ``root/<species>/`` (breed sub-folders included); non-images are 'odd'."""
     photos, odd = [], []
     for folder in sorted(d for d in Path(root).iterdir() if d.is_dir() and not d.name.startswith(".")):
         species = normalise_species(folder.name)
         for f in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
             if f.suffix.lower() in IMAGE_SUFFIXES:
-                photos.append(Photo(f, species))
+                photos.append(LabeledPhoto(f, species))
             else:
                 odd.append(Finding(str(f), "odd", f"not an image file ({f.suffix or 'no extension'}): skipped"))
     return photos, odd
@@ -244,7 +238,7 @@ def audit(
     return report
 
 
-def leaks(ok: Sequence[Photo], vectors: np.ndarray, hashes: np.ndarray, has_hash: np.ndarray, against: Path,
+def leaks(ok: Sequence[LabeledPhoto], vectors: np.ndarray, hashes: np.ndarray, has_hash: np.ndarray, against: Path,
           encoder: Encoder, near_cosine: float, batch_size: int) -> list[Finding]:
     """Photos of this tree with a near-duplicate in ``against`` (e.g. gallery vs test set)."""
     theirs, _ = scan_tree(against)
