@@ -45,11 +45,11 @@ KNOWN = ("cat", "dog")
 POINTS = [
     ("before: 0.85, leave-one-out, no margin", {"target_accept": 0.85, "twin_cosine": 1.01, "min_margin": 0.0}),
     ("0.975, leave-one-out, no margin", {"target_accept": 0.975, "twin_cosine": 1.01, "min_margin": 0.0}),
-    ("0.95, grouped, margin 0.025", {"target_accept": 0.95}),
+    ("default: 0.95, grouped, margin 0.025", {}),
     ("0.97, grouped, margin 0.025", {"target_accept": 0.97}),
     ("0.975, grouped, margin 0.025", {"target_accept": 0.975}),
     ("0.98, grouped, margin 0.025", {"target_accept": 0.98}),
-    ("default: 0.985, grouped, margin 0.025", {}),
+    ("0.985, grouped, margin 0.025", {"target_accept": 0.985}),
     ("0.99, grouped, margin 0.025", {"target_accept": 0.99}),
 ]
 DEFAULT_POINT = next(label for label, _ in POINTS if label.startswith("default"))
