@@ -77,12 +77,20 @@ def _decode_slot(estimate: int) -> Iterator[None]:
         _trim_heap()
 
 
+def _libc():
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc: nothing to trim
+        return None
+
+
+_LIBC = _libc()
+
+
 def _trim_heap() -> None:
     """Hand freed heap pages back to the OS (glibc keeps them otherwise: a bomb's memory stays)."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    if _LIBC is not None and hasattr(_LIBC, "malloc_trim"):
+        _LIBC.malloc_trim(0)
 
 
 def _read_bytes(source: Union[str, Path, bytes], limits: ImageLimits) -> bytes:
