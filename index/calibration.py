@@ -18,7 +18,9 @@ from pydantic import BaseModel
 
 from index.folders import OTHER
 from index.gallery import Gallery
-from index.scoring import METHODS, Method, held_out_scores, species_scores, twin_groups
+from index.scoring import (
+    METHODS, OTHER_WEIGHT, Method, base_method, contrast, held_out_scores, species_scores, twin_groups,
+)
 
 
 class SpeciesCalibration(BaseModel):
@@ -43,6 +45,7 @@ class Calibration(BaseModel):
     target_far: float
     twin_cosine: float = TWIN_COSINE
     min_margin: float = 0.0  # the decider's margin over the runner-up, counted in the predicted rates
+    other_weight: float = OTHER_WEIGHT  # the contrast score's weight on 'other' (index.scoring)
     methods: dict[str, dict[str, SpeciesCalibration]]
 
     def thresholds(self, method: Method) -> dict[str, float]:
@@ -59,22 +62,27 @@ def scene_quantile(scores: np.ndarray, weights: np.ndarray, q: float) -> float:
 
 
 def held_out_matrix(
-    gallery: Gallery, name: str, method: Method, k: int, twin_cosine: float = TWIN_COSINE
+    gallery: Gallery, name: str, method: Method, k: int, twin_cosine: float = TWIN_COSINE,
+    other_weight: float = OTHER_WEIGHT,
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """``(names, scores, groups)``: scores of ``name``'s photos against every species, the own
-    column with each photo's twin group held out."""
+    column with each photo's twin group held out (``name`` may be ``other``: its photos are then
+    scored as unseen negatives, not against themselves)."""
     x = gallery.species[name].vectors
     groups = twin_groups(x, twin_cosine)
-    names, scores = species_scores(gallery, x, method, k)
-    scores[:, names.index(name)] = held_out_scores(gallery, name, method, k, groups)
+    base = base_method(method)
+    names, scores = species_scores(gallery, x, base, k)
+    scores[:, names.index(name)] = held_out_scores(gallery, name, base, k, groups)
+    if method == "contrast":
+        scores = contrast(names, scores, other_weight)
     return names, scores, groups
 
 
 def calibrate_species(
     gallery: Gallery, name: str, method: Method, k: int, target_accept: float, target_far: float,
-    twin_cosine: float = TWIN_COSINE, min_margin: float = 0.0,
+    twin_cosine: float = TWIN_COSINE, min_margin: float = 0.0, other_weight: float = OTHER_WEIGHT,
 ) -> SpeciesCalibration:
-    names, scores, groups = held_out_matrix(gallery, name, method, k, twin_cosine)
+    names, scores, groups = held_out_matrix(gallery, name, method, k, twin_cosine, other_weight)
     me = names.index(name)
     own = scores[:, me]
     still_own = scores.argmax(1) == me
@@ -84,7 +92,9 @@ def calibrate_species(
     thr_accept = scene_quantile(own, 1.0 / sizes[groups], 1.0 - target_accept)
     thr_far = other_rate = None
     if OTHER in gallery.species:
-        onames, oscores = species_scores(gallery, gallery.species[OTHER].vectors, method, k)
+        # Each 'other' photo scored without its own twin group, as an unseen animal would be
+        # (against itself it is always closest to 'other' and would never count).
+        onames, oscores, _ = held_out_matrix(gallery, OTHER, method, k, twin_cosine, other_weight)
         neg = oscores[:, onames.index(name)]
         # Only negatives that would be classified as this species can be wrongly accepted as it.
         neg = np.where(oscores.argmax(1) == onames.index(name), neg, -np.inf)
@@ -117,14 +127,15 @@ def calibrate(
     changed: Optional[set[str]] = None,
     twin_cosine: float = TWIN_COSINE,
     min_margin: float = 0.0,
+    other_weight: float = OTHER_WEIGHT,
 ) -> Calibration:
     """Thresholds for every species and method; species not in ``changed`` keep ``previous``."""
     reuse = (
         previous is not None
         and changed is not None
         and OTHER not in changed
-        and (previous.k, previous.target_accept, previous.target_far, previous.twin_cosine, previous.min_margin)
-        == (k, target_accept, target_far, twin_cosine, min_margin)
+        and (previous.k, previous.target_accept, previous.target_far, previous.twin_cosine, previous.min_margin,
+             previous.other_weight) == (k, target_accept, target_far, twin_cosine, min_margin, other_weight)
     )
     methods: dict[str, dict[str, SpeciesCalibration]] = {}
     for method in METHODS:
@@ -134,10 +145,10 @@ def calibrate(
                 per[name] = previous.methods[method][name]
             else:
                 per[name] = calibrate_species(
-                    gallery, name, method, k, target_accept, target_far, twin_cosine, min_margin
+                    gallery, name, method, k, target_accept, target_far, twin_cosine, min_margin, other_weight
                 )
         methods[method] = per
     return Calibration(
         k=k, target_accept=target_accept, target_far=target_far, twin_cosine=twin_cosine, min_margin=min_margin,
-        methods=methods,
+        other_weight=other_weight, methods=methods,
     )

@@ -44,18 +44,20 @@ class Decider:
         self,
         gallery: Gallery,
         calibration: Calibration,
-        method: Method = "knn",
+        method: Method = "contrast",
         k: Optional[int] = None,
         reject_ambiguous: bool = False,
         top_n: int = 3,
         version: str = "",
         min_margin: float = 0.0,
+        other_weight: Optional[float] = None,
     ) -> None:
         self.gallery = gallery
         self.calibration = calibration
         self.version = version  # the gallery version these answers come from (for the decision log)
         self.method = method
         self.k = k or calibration.k
+        self.other_weight = calibration.other_weight if other_weight is None else other_weight
         self.thresholds = calibration.thresholds(method)
         self.reject_ambiguous = reject_ambiguous
         self.min_margin = min_margin  # the best species must beat the runner-up by this much
@@ -73,7 +75,7 @@ class Decider:
 
     def decide(self, vectors: np.ndarray, overrides: Optional[dict[str, float]] = None) -> list[Decision]:
         """Decisions for ``vectors``; ``overrides`` replaces calibrated thresholds (manual, per kennel)."""
-        names, scores = species_scores(self.gallery, vectors, self.method, self.k)
+        names, scores = species_scores(self.gallery, vectors, self.method, self.k, self.other_weight)
         thresholds = {**self.thresholds, **overrides} if overrides else self.thresholds
         return [self._one(names, scores[i], vectors[i], thresholds) for i in range(len(vectors))]
 

@@ -13,10 +13,10 @@ from typing import Optional
 import numpy as np
 from pydantic import BaseModel
 
-from index.calibration import Calibration
+from index.calibration import Calibration, held_out_matrix
 from index.folders import OTHER
 from index.gallery import Gallery
-from index.scoring import Method, held_out_scores, species_scores
+from index.scoring import Method
 
 READY_ACCEPT = 0.9  # the client's floor: at least 9 in 10 right animals admitted per frame
 MIN_SCENES = 50  # below this the predicted rate itself is too uncertain to lean on
@@ -27,6 +27,13 @@ class Conflict(BaseModel):
     photo: str  # the photo's id in the gallery
     filed_under: str
     score: float  # its score for this species (at or above this species' threshold)
+
+
+NO_OTHER_TIP = (
+    "no photos are filed under 'other': file photos of animals that come to the door but must not get in "
+    "(wildlife, neighbours' pets, look-alikes) under 'other'; the score then keeps their look-alikes out "
+    "(measured: raccoons filed from half their photos let the other half in on 0% of frames, docs/admit.md)"
+)
 
 
 class ReadinessCard(BaseModel):
@@ -44,7 +51,7 @@ class ReadinessCard(BaseModel):
     advice: list[str] = []
 
 
-def readiness(gallery: Gallery, calibration: Calibration, name: str, method: Method = "knn") -> ReadinessCard:
+def readiness(gallery: Gallery, calibration: Calibration, name: str, method: Method = "contrast") -> ReadinessCard:
     if name not in gallery.species or name == OTHER:
         raise KeyError(f"no species {name!r} in the gallery (have: {', '.join(gallery.names(include_other=False)) or 'none'})")
     c = calibration.methods[method][name]
@@ -54,7 +61,7 @@ def readiness(gallery: Gallery, calibration: Calibration, name: str, method: Met
         predicted_accept=c.loo_accept_rate, threshold=c.threshold, confused_with=c.confused_with,
         confused_rate=c.confused_rate, conflicts=conflicts[:MAX_CONFLICTS], conflicts_total=len(conflicts),
     )
-    card.advice = _advice(card)
+    card.advice = _advice(card, has_other=OTHER in gallery.species)
     # Conflicts and confusions are advice; a door can depend on a species that new photos pass.
     card.ready = card.predicted_accept >= READY_ACCEPT and (card.scenes or card.photos) >= MIN_SCENES
     return card
@@ -68,16 +75,17 @@ def _conflicts(gallery: Gallery, calibration: Calibration, name: str, method: Me
         if other == name:
             continue
         photos = gallery.species[other]
-        names, scores = species_scores(gallery, photos.vectors, method, calibration.k)
+        # Against its own species a photo would match itself (and its twins): that column is held out.
+        names, scores, _ = held_out_matrix(
+            gallery, other, method, calibration.k, calibration.twin_cosine, calibration.other_weight
+        )
         j = names.index(name)
-        # Against its own species a photo would match itself: score that column without it.
-        scores[:, names.index(other)] = held_out_scores(gallery, other, method, calibration.k, np.arange(len(photos)))
         hits = np.flatnonzero((scores.argmax(1) == j) & (scores[:, j] >= threshold))
         out += [Conflict(photo=photos.ids[i], filed_under=other, score=round(float(scores[i, j]), 4)) for i in hits]
     return sorted(out, key=lambda c: -c.score)
 
 
-def _advice(card: ReadinessCard) -> list[str]:
+def _advice(card: ReadinessCard, has_other: bool) -> list[str]:
     tips: list[str] = []
     scenes = card.scenes if card.scenes is not None else card.photos
     if card.predicted_accept < READY_ACCEPT:
@@ -108,4 +116,6 @@ def _advice(card: ReadinessCard) -> list[str]:
             f"{card.conflicts_total} photo(s) filed under {', '.join(where)} look like {card.species} "
             "(conflicts below): check whether they are filed right"
         )
+    if not has_other:
+        tips.append(NO_OTHER_TIP)
     return tips or [f"{100 * card.predicted_accept:.0f}% of new photos predicted to be accepted: nothing to do"]

@@ -16,15 +16,16 @@ def calibrate_from(
 ) -> Calibration:
     s = settings
     return calibrate(gallery, s.k, s.target_accept, s.target_far, previous=previous, changed=changed,
-                     twin_cosine=s.twin_cosine, min_margin=s.min_margin)
+                     twin_cosine=s.twin_cosine, min_margin=s.min_margin, other_weight=s.other_weight)
 
 
 def matches(settings: Settings, calibration: Calibration) -> bool:
-    """Whether stored thresholds were calibrated with these settings."""
+    """Whether stored thresholds were calibrated with these settings (and for its method: older
+    versions have no ``contrast`` thresholds)."""
     s = settings
     c = calibration
-    return (c.k, c.target_accept, c.target_far, c.twin_cosine, c.min_margin) == (
-        s.k, s.target_accept, s.target_far, s.twin_cosine, s.min_margin)
+    return s.method in c.methods and (c.k, c.target_accept, c.target_far, c.twin_cosine, c.min_margin, c.other_weight) == (
+        s.k, s.target_accept, s.target_far, s.twin_cosine, s.min_margin, s.other_weight)
 
 
 def decider_from(
@@ -36,4 +37,4 @@ def decider_from(
     if calibration is None or not matches(s, calibration):
         calibration = calibrate_from(s, gallery)
     return Decider(gallery, calibration, method=s.method, k=s.k, reject_ambiguous=s.reject_ambiguous,
-                   min_margin=s.min_margin, version=version)
+                   min_margin=s.min_margin, other_weight=s.other_weight, version=version)

@@ -33,7 +33,13 @@ class Settings(BaseSettings):
     batch_size: int = 16
 
     # Decision
-    method: Literal["knn", "prototype"] = "knn"
+    method: Literal["contrast", "knn", "prototype"] = Field(
+        "contrast", description="contrast: kNN score minus other_weight × the kNN score to photos filed under "
+        "'other' (plain kNN when there are none); knn; prototype (index/scoring.py)"
+    )
+    other_weight: float = Field(
+        0.5, ge=0.0, le=1.0, description="the contrast score's weight on 'other' (grouped folds: docs/admit.md)"
+    )
     k: int = Field(5, description="neighbours averaged for the kNN score (measured best: docs/results.md)")
     # Chosen on grouped folds (docs/admit.md) with raccoons held out as an unknown animal: Lite1 at
     # 0.95 accepts 94% of unseen cats and dogs per frame and lets 4.5% of raccoon frames in; 0.985
@@ -99,6 +105,10 @@ class Settings(BaseSettings):
     upload_max_files: int = Field(5000, description="files per upload request (zip entries included)")
     upload_max_total_bytes: int = Field(2 * 1024**3, description="uncompressed bytes per upload request")
     index_poll_seconds: float = Field(1.0, description="how often the API looks for a new index version")
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="a connection that has not sent a whole request head (request line and headers) "
+        "within this is answered 408 and closed (slow-header attacks hold sockets otherwise)"
+    )
     reconcile_seconds: float = Field(
         30.0, description="how often the API checks that the index agrees with the photo library (after a crash elsewhere)"
     )

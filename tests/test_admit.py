@@ -45,6 +45,7 @@ def test_readiness_card_sees_a_burst_as_few_scenes(engine):
     assert not burst.ready and any("near-duplicates" in a for a in burst.advice)
     cat = readiness(snap.gallery, cal, "cat")
     assert cat.scenes >= 75 and cat.predicted_accept >= 0.85 and cat.confused_with in (None, "dog")  # Lite1: none
+    assert any("no photos are filed under 'other'" in a for a in cat.advice)
     # Left out one photo at a time instead, each frame finds its own twins: a far higher
     # threshold, which new scenes of raccoons would mostly fail.
     from index.calibration import calibrate
@@ -72,3 +73,30 @@ def test_visits_run_through_the_service_path(engine):
     # A door opens at the earliest on the K-th frame, and only for a visit with K accepted frames.
     opened = [v for v in results if v.opened is not None]
     assert opened and all(v.opened_at >= 2 and v.frames_accepted_right + (v.truth == OTHER) * 8 >= 1 for v in opened)
+
+
+def test_raccoons_filed_under_other_keep_the_other_raccoons_out(engine):
+    """Half the raccoons filed under 'other': the other half (never seen) stops getting in, and
+    the contrast score keeps more cats and dogs than plain kNN with the same thresholds' rules."""
+    from kennelgate.deciders import decider_from
+
+    raccoons = scan_species(DATASETS / "raccoon", "raccoon")
+    _, vecs, _ = engine.embed_photos(raccoons)
+    filed, tested = vecs[::2], vecs[1::2]
+    known = scan_species(DATASETS / "catsdogs" / "cat", "cat")[900:950] + scan_species(DATASETS / "catsdogs" / "dog", "dog")[900:950]
+    _, kvecs, _ = engine.embed_photos(known)
+
+    def rates(method: str) -> tuple[float, float]:
+        d = decider_from(engine.settings.model_copy(update={"method": method}), engine.snapshot().gallery)
+        racc = np.mean([x.accepted for x in d.decide(tested)])
+        right = np.mean([x.accepted and x.species == p.species for x, p in zip(d.decide(kvecs), known)])
+        return float(racc), float(right)
+
+    before, _ = rates("contrast")
+    engine.extend(OTHER, SpeciesPhotos(filed, [f"r{i}" for i in range(len(filed))], [None] * len(filed)))
+    after, right = rates("contrast")
+    _, right_knn = rates("knn")
+    assert before >= 0.03 and after <= 0.01
+    assert right >= 0.75 and right > right_knn
+    card = readiness(engine.snapshot().gallery, engine.decider.calibration, "cat")
+    assert not any("no photos are filed under 'other'" in a for a in card.advice)

@@ -40,6 +40,38 @@ def test_held_out_excludes_the_photo_itself(method):
     assert np.all(held < full[:, 0])  # with itself included the score would be higher
 
 
+def test_contrast_is_knn_without_other_and_keeps_look_alikes_of_other_out():
+    g, data = make(names=("cat", "dog"))
+    q = np.concatenate([data["cat"][0][:5], data["dog"][0][:5]])
+    assert np.array_equal(species_scores(g, q, "contrast", 5)[1], species_scores(g, q, "knn", 5)[1])
+    # A look-alike: between the cats and a 'fox' cluster that staff filed under 'other'.
+    cat_c = data["cat"][1]
+    fox = clusters(names=("fox",), seed=11)["fox"]
+    fox_c = fox[1]
+    g.add("other", SpeciesPhotos(fox[0], [f"o{i}" for i in range(len(fox[0]))], [None] * len(fox[0])))
+    mid = cat_c + 0.8 * fox_c
+    mid = (mid / np.linalg.norm(mid))[None, :].astype(np.float32)
+    names, knn = species_scores(g, np.concatenate([mid, data["cat"][0][:1]]), "knn", 5)
+    _, con = species_scores(g, np.concatenate([mid, data["cat"][0][:1]]), "contrast", 5)
+    c, o = names.index("cat"), names.index("other")
+    assert con[0, c] < knn[0, c] - 0.2 and con[1, c] > con[0, c]  # the look-alike loses most
+    # The 'other' column keeps its place: it beats a species exactly when kNN says so.
+    assert np.array_equal(con.argmax(1), knn.argmax(1))
+    assert np.allclose(con[:, c] - con[:, o], knn[:, c] - knn[:, o], atol=1e-6)
+
+
+def test_other_photos_count_as_unseen_negatives_in_calibration():
+    """Each 'other' photo is scored without itself: against itself it is always closest to
+    'other', and the false-accept check would never see it."""
+    g, data = make(names=("cat", "dog", "other"), spread=0.6)
+    from index.calibration import held_out_matrix
+
+    names, held, _ = held_out_matrix(g, "other", "contrast", 5)
+    _, full = species_scores(g, g.species["other"].vectors, "contrast", 5)
+    o = names.index("other")
+    assert np.all(held[:, o] < full[:, o])
+
+
 def test_a_burst_is_held_out_whole_so_calibration_is_not_fooled_by_twins():
     """A species enrolled from bursts (10 near-identical frames of each scene): scored against
     its own twins, every photo looks certain; held out by twin group, the threshold is the one
