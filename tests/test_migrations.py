@@ -47,3 +47,39 @@ def test_no_pending_model_changes(tmp_path):
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     engine.dispose()
     assert diff == []
+
+
+def test_sqlite_kennel_ids_go_past_every_id_in_use_after_upgrading(tmp_path):
+    """A database from before 0003: kennel 9 was deleted but its decisions are kept. After the
+    upgrade a new kennel gets 10, not 9 (which would inherit them), and deleting the newest
+    kennel does not hand its id out again."""
+    from sqlalchemy import text
+
+    url = f"sqlite:///{tmp_path / 'kg.db'}"
+    migrate.upgrade(url, "0002")
+    engine = create_engine(url)
+    now = "2026-01-01 00:00:00"
+    with engine.begin() as c:
+        c.execute(text("INSERT INTO kennels (id, name, admits, thresholds, created_at, updated_at) "
+                       "VALUES (1, 'a', '[]', '{}', :t, :t)"), {"t": now})
+        c.execute(text(
+            "INSERT INTO decisions (frame_id, kennel_id, created_at, species, best, score, accepted, door, reason, "
+            "error, latency_ms, model, index_version, health, reused) VALUES "
+            "('f1', 9, :t, 'dog', 'dog', 0.9, 1, 'open', 'accepted', 0, 1.0, 'm', 'v1', 'ok', 0)"), {"t": now})
+    migrate.upgrade(url)
+
+    def new_kennel(name: str) -> int:
+        with engine.begin() as c:
+            c.execute(text("INSERT INTO kennels (name, admits, thresholds, created_at, updated_at) "
+                           "VALUES (:n, '[]', '{}', :t, :t)"), {"n": name, "t": now})
+            return c.execute(text("SELECT max(id) FROM kennels")).scalar()
+
+    try:
+        assert new_kennel("b") == 10
+        with engine.begin() as c:
+            c.execute(text("DELETE FROM kennels WHERE id = 10"))
+        assert new_kennel("c") == 11
+        assert "AUTOINCREMENT" in engine.connect().execute(
+            text("SELECT sql FROM sqlite_master WHERE name = 'kennels'")).scalar().upper()
+    finally:
+        engine.dispose()

@@ -73,3 +73,64 @@ def test_oversized_frames_are_refused_before_they_are_parsed_or_spooled(server_e
         assert r.status_code == 413, r.text  # chunked, no Content-Length: stopped while reading
         r = c.post(url, files={"file": ("f.jpg", _frame()[:40_000], "image/jpeg")}, headers=token)
         assert r.status_code in (422, 503) and r.json()["error"] in ("bad_frame", "no_index"), r.text
+
+
+def test_a_request_head_sent_a_byte_at_a_time_is_cut_off_with_408(server_env, start_server):
+    """Slow headers: the head must be complete within header_timeout_s however it is dribbled;
+    a connection that sends nothing is closed too, and other clients are served meanwhile."""
+    import socket
+
+    srv = start_server({**server_env, "KENNELGATE_HEADER_TIMEOUT_S": "1"})
+    head = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-Pad-%d: y\r\n" % i for i in range(40))
+    slow = socket.create_connection(("127.0.0.1", srv.port))
+    silent = socket.create_connection(("127.0.0.1", srv.port))
+    slow.settimeout(0.05)
+    start, got = time.monotonic(), b""
+    try:
+        for byte in head:  # 3 bytes a second would take > 2 min; the server cuts it off at ~1 s
+            try:
+                slow.send(bytes([byte]))
+            except OSError:
+                break
+            try:
+                chunk = slow.recv(1024)
+            except socket.timeout:
+                chunk = None
+            if chunk is not None:
+                got += chunk
+                break
+            assert httpx.get(srv.url + "/healthz", timeout=2).status_code == 200 if byte == ord("\n") else True
+            time.sleep(0.3)
+        elapsed = time.monotonic() - start
+        assert got.startswith(b"HTTP/1.1 408"), got
+        assert 0.9 <= elapsed <= 3.0
+        silent.settimeout(3)
+        assert silent.recv(1024).startswith(b"HTTP/1.1 408")
+    finally:
+        slow.close()
+        silent.close()
+    # A whole head in time is served, on the same server, after all that.
+    with socket.create_connection(("127.0.0.1", srv.port)) as ok:
+        ok.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        ok.settimeout(5)
+        assert ok.recv(1024).startswith(b"HTTP/1.1 200")
+
+
+def test_a_frame_body_dribbled_past_the_deadline_is_refused_and_frees_its_slot(server_env, start_server):
+    import socket
+
+    srv = start_server({**server_env, "KENNELGATE_FRAMES_IN_FLIGHT_PER_KENNEL": "1"})
+    with httpx.Client(base_url=srv.url, timeout=30) as c:
+        kid, token = _kennel(c, "slow body", ["cat"])
+        head = (f"POST /v1/kennels/{kid}/frames HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+                f"Authorization: {token['Authorization']}\r\nContent-Length: 100000\r\n\r\n").encode()
+        with socket.create_connection(("127.0.0.1", srv.port)) as slow:
+            slow.sendall(head + b"\xff\xd8")
+            start = time.monotonic()
+            slow.settimeout(5)
+            answer = slow.recv(4096)
+            assert answer.startswith(b"HTTP/1.1 503") and b'"error":"late"' in answer, answer
+            assert time.monotonic() - start <= 2.0
+        # The kennel's one slot is free again: the next frame is taken (this server has no index yet).
+        r = c.post(f"/v1/kennels/{kid}/frames", content=_frame(), headers={**token, "Content-Type": "image/jpeg"})
+        assert r.status_code != 429 and r.json()["error"] == "no_index", r.text

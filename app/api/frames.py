@@ -100,7 +100,12 @@ async def post_frame(kennel_id: DbId, request: Request, service: ServiceDep) -> 
         service.metrics.frame_errors.labels("refused").inc()
         return _refused(refusal.status, refusal.reason, refusal.retry_after_s)
     try:
-        data = await _read_frame(request, service.settings.max_bytes)
+        try:  # a body still dribbling in at the deadline could only be decided late: free the slot
+            data = await asyncio.wait_for(_read_frame(request, service.settings.max_bytes), deadline - time.monotonic())
+        except asyncio.TimeoutError:
+            service.metrics.frame_errors.labels("late").inc()
+            return _refused(status.HTTP_503_SERVICE_UNAVAILABLE, "frame body not received within "
+                            f"{service.settings.frame_deadline_ms:g} ms", body={"error": "late"})
         outcome = await run_in_threadpool(service.frames.process, kennel, data, deadline)
     finally:
         service.admission.leave(kennel_id)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, HTTPException, Response, status
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from app import audit, auth
 from app.api.edge import DbId
 from app.api.deps import Admin, ServiceDep, require_admin
 from app.auth import Principal
-from app.db.models import DecisionRecord, Kennel, Token
+from app.db.models import Kennel, Token
 from app.kennels import policy_of
 from app.schemas import KennelIn, KennelOut, KennelPatch, TokenIn, TokenInfo, TokenOut
 
@@ -45,10 +45,6 @@ def create_kennel(body: KennelIn, service: ServiceDep) -> KennelOut:
         with service.db.session() as s:
             k = Kennel(**body.model_dump())
             _check_policy(k, service)
-            if s.get_bind().dialect.name == "sqlite":
-                # SQLite hands a deleted kennel's id to the next one, which would inherit its
-                # decisions (they are kept): always go past every id ever used.
-                k.id = 1 + max(s.scalar(select(func.max(Kennel.id))) or 0, s.scalar(select(func.max(DecisionRecord.kennel_id))) or 0)
             s.add(k)
             s.flush()
             return _out(k, service)

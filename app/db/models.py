@@ -45,6 +45,7 @@ class Base(DeclarativeBase):
 
 class Kennel(Base):
     __tablename__ = "kennels"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids never reused (migration 0003)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)

@@ -29,6 +29,7 @@ def serve(
 
     import uvicorn
 
+    from app.header_timeout import protocol
     from app.main import create_app
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -40,8 +41,9 @@ def serve(
         )
     # One worker: the encoder already uses every core, and door windows live in this process.
     # Stream messages may be as large as a posted frame; JPEG frames gain nothing from deflate.
+    # A request's head must arrive within header_timeout_s (slowloris); idle keep-alive is uvicorn's.
     uvicorn.run(create_app(s), host=host, port=port, log_level=log_level, workers=1,
-                ws_max_size=s.max_bytes + 1024, ws_per_message_deflate=False)
+                ws_max_size=s.max_bytes + 1024, ws_per_message_deflate=False, http=protocol(s.header_timeout_s))
 
 
 @db_app.command("upgrade")
