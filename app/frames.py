@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
@@ -66,6 +66,7 @@ class FrameOutcome:
     model: str = ""
     index_version: str = ""
     prefix: str = ""  # how a reused answer came about, put before the reason
+    animals: list = field(default_factory=list)  # counted animals (head count ran on this frame)
 
     def response(self) -> dict:
         return {
@@ -81,6 +82,7 @@ class FrameOutcome:
             "error": self.error,
             "latency_ms": round(self.latency_ms, 2),
             "index_version": self.index_version,
+            "animals": self.animals,
         }
 
 
@@ -113,7 +115,8 @@ class FrameProcessor:
         self._frame.deadline = deadline
         try:
             self._check_deadline()
-            result = self.pipeline.run([data], [self._camera(kennel)], kennel.health, kennel.overrides)[0]
+            result = self.pipeline.run([data], [self._camera(kennel)], kennel.health, kennel.overrides,
+                                       max_animals=self.settings.max_animals)[0]
             self._check_deadline()
             out = self._outcome(kennel, result)
         except FrameLate:
@@ -132,7 +135,7 @@ class FrameProcessor:
         out = FrameOutcome(r.frame_id, kennel.id, species=r.species, accepted=r.accepted, error=r.error,
                            health=r.health.fault, reused=r.reused_from is not None,
                            tier="remote" if r.tier == "remote" else "local",
-                           model=self.engine.encoder.fingerprint, index_version=r.index_version)
+                           model=self.engine.encoder.fingerprint, index_version=r.index_version, animals=r.animals)
         if d is not None:
             out.score, out.breed, out.best = d.score, d.breed if r.accepted else None, d.best
         if r.error is not None:

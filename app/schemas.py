@@ -165,6 +165,15 @@ class UploadOut(BaseModel):
     )
 
 
+class AnimalOut(BaseModel):
+    box: list[float] = Field(..., description="x0, y0, x1, y1 as fractions of the frame")
+    label: str = Field(..., description="what the detector calls it (it locates; the gallery decides the species)")
+    detector_score: float
+    species: str = Field(..., description="the gallery's answer for this animal's crop")
+    score: float
+    accepted: bool
+
+
 class FrameOut(BaseModel):
     frame_id: str
     species: str = Field(..., description="accepted species, or 'other'")
@@ -182,6 +191,9 @@ class FrameOut(BaseModel):
     )
     latency_ms: float
     index_version: str
+    animals: list[AnimalOut] = Field(
+        default_factory=list, description="animals the head count found in an accepted frame (empty when it did not run)"
+    )
 
 
 class DecisionOut(BaseModel):

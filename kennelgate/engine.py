@@ -14,6 +14,7 @@ import numpy as np
 
 from embedder import registry
 from embedder.batch import embed_sources
+from embedder.detector import MODEL_FILE as DETECTOR_FILE, Detector, DetectorError
 from embedder.images import ImageLimits, ImageSource
 from embedder.runtime import Encoder
 from index.calibration import Calibration
@@ -50,6 +51,8 @@ class Classified:
     decision: Optional[Decision] = None
     error: Optional[str] = None
     health: Health = field(default_factory=Health)
+    animals: list[dict] = field(default_factory=list)  # the head count's animals (when it ran)
+    crowd: str = ""  # why the head count refused an accepted answer
 
     def as_record(self) -> dict:
         if self.error is not None:
@@ -60,13 +63,14 @@ class Classified:
         d = self.decision
         return {
             "path": self.source,
-            "species": d.species,
+            "species": "other" if self.crowd else d.species,
             "score": round(d.score, 4),
-            "accepted": d.accepted,
+            "accepted": d.accepted and not self.crowd,
             "health": self.health.fault,
             "breed": d.breed,
             "top": [[n, s] for n, s in d.top],
-            "reason": d.reason,
+            "reason": self.crowd or d.reason,
+            "animals": self.animals,
         }
 
 
@@ -79,6 +83,8 @@ class Engine:
         self._snapshot: Optional[Snapshot] = None
         self._decider: Optional[Decider] = None
         self._swap = threading.RLock()  # serialises version changes; frames read without it
+        self._counter: Optional[Detector] = None
+        self._counter_checked = False
 
     # --- encoder -------------------------------------------------------------------------
     @property
@@ -99,6 +105,25 @@ class Engine:
         kept = [photos[i] for i in result.ok]
         rejected = [(str(photos[i].path), reason) for i, reason in sorted(result.errors.items())]
         return kept, result.vectors, rejected
+
+    @property
+    def animal_detector(self) -> Optional[Detector]:
+        """The head count's detector: loaded once when installed (``head_count=auto``), required
+        with ``head_count=on`` (raises DetectorError with what to do), never with ``off``."""
+        mode = self.settings.head_count
+        if mode == "off" or self._counter_checked:
+            return self._counter
+        with self._swap:
+            if not self._counter_checked:
+                if mode == "on" or (self.settings.animal_detector_dir / DETECTOR_FILE).is_file():
+                    try:
+                        self._counter = Detector(self.settings.animal_detector_dir)
+                    except DetectorError as exc:
+                        if mode == "on":
+                            raise
+                        log.warning("head count off: %s", exc)
+                self._counter_checked = True
+        return self._counter
 
     @property
     def health_detector(self) -> FaultDetector:
@@ -256,6 +281,7 @@ class Engine:
             limits=self.limits,
             big_tier=big_tier,
             cascade_margin=s.cascade_margin,
+            counter=lambda: self.animal_detector,
         )
 
     def classify(
@@ -276,8 +302,10 @@ class Engine:
         out: list[Classified] = []
         for start in range(0, len(sources), chunk):
             part = list(sources[start : start + chunk])
-            for name, r in zip(names[start : start + chunk], pipeline.run(part, health=thresholds, batch=self.settings.batch_size)):
-                out.append(Classified(name, r.decision if r.health.ok else None, r.message if r.error else None, r.health))
+            results = pipeline.run(part, health=thresholds, batch=self.settings.batch_size, max_animals=self.settings.max_animals)
+            for name, r in zip(names[start : start + chunk], results):
+                out.append(Classified(name, r.decision if r.health.ok else None, r.message if r.error else None, r.health,
+                                      r.animals, r.crowd))
             if on_progress:
                 on_progress(len(part))
         return out

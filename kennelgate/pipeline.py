@@ -4,6 +4,7 @@
 
     frame ─ thumbnail ─ frozen? ─ unchanged scene? (reuse the anchor's answer)
           ─ decode ─ health gate ─ encoder ─ gallery decision ─ cascade (unsure → big tier)
+          ─ head count (accepted frames only: more animals than allowed keeps the door shut)
           → FrameResult
 
 The pipeline does no I/O of its own (no log, no metrics, no door): the caller wraps it. The
@@ -29,6 +30,7 @@ from typing import Callable, Optional, Sequence, Union
 import numpy as np
 from PIL import Image
 
+from embedder.detector import Detection, Detector, crops
 from embedder.images import ImageError, ImageLimits, ImageSource
 from index.decision import Decider, Decision
 from index.folders import OTHER
@@ -59,11 +61,15 @@ class FrameResult:
     unseen: bool = False  # reused without even decoding the frame (idle scene)
     tier: str = "local"  # "remote": the cascade's big tier answered; "unanswered": it was asked, in vain
     index_version: str = ""
+    animals: list[dict] = field(default_factory=list)  # counted animals: box, label, species, score, accepted
+    people: int = 0  # people in view (reported, never blocking)
+    crowd: str = ""  # why the head count kept an accepted frame shut ("" = it did not)
     image: Optional[Image.Image] = field(default=None, repr=False)  # the decoded frame, when it was decoded
 
     @property
     def accepted(self) -> bool:
-        return self.decision is not None and self.decision.accepted and self.error is None and self.health.ok
+        return (self.decision is not None and self.decision.accepted and self.error is None and self.health.ok
+                and not self.crowd)
 
     @property
     def species(self) -> str:
@@ -78,6 +84,8 @@ class FrameResult:
     def reason(self) -> str:
         if self.error is not None or not self.health.ok:
             return self.message
+        if self.crowd:
+            return self.crowd
         return self.decision.reason if self.decision is not None else ""
 
 
@@ -123,11 +131,13 @@ class FramePipeline:
         big_tier: Optional[BigTier] = None,
         cascade_margin: float = 0.0,
         workers: int = 2,
+        counter: Optional[Callable[[], Optional[Detector]]] = None,
     ) -> None:
         self.decode, self.embed, self.decider, self.detector = decode, embed, decider, detector
         self.limits = limits
         self.big_tier, self.cascade_margin = big_tier, cascade_margin
         self.workers = workers
+        self.counter = counter  # the animal detector, when one is installed (None: no head count)
 
     # --- the whole way ------------------------------------------------------------------
     def run(
@@ -137,8 +147,10 @@ class FramePipeline:
         health: HealthThresholds = HealthThresholds(),
         overrides: Optional[dict[str, float]] = None,
         batch: int = 16,
+        max_animals: int = 1,
     ) -> list[FrameResult]:
-        """One result per frame, in order. ``cameras[i]`` is frame i's camera (None: a lone photo)."""
+        """One result per frame, in order. ``cameras[i]`` is frame i's camera (None: a lone photo).
+        ``max_animals``: an accepted frame with more animals in view than this stays shut."""
         cameras = list(cameras) if cameras is not None else [None] * len(frames)
         decider = self.decider()  # one gallery version for the whole call
         detector = self.detector()
@@ -153,6 +165,11 @@ class FramePipeline:
             vectors = self.embed([w.image for w in part])
             for w, d in zip(part, decider.decide(vectors, overrides)):
                 w.result.decision = self._cascade(d, w.data, w.result, decider, overrides)
+        counter = self.counter() if self.counter is not None else None
+        if counter is not None:
+            for w in todo:
+                if w.result.accepted:  # only an answer that could open a door pays for the count
+                    self._count(w, counter, decider, overrides, max_animals)
         for w, camera in zip(work, cameras):
             if camera is not None and camera.motion is not None and w.thumb is not None:
                 camera.motion.anchor(w.thumb, w.result.frame_id, _anchored(w.result))
@@ -207,6 +224,28 @@ class FramePipeline:
         w.result.message = f"camera fault ({verdict.detail}); not classified"
         return w
 
+    def _count(self, w: _Work, counter: Detector, decider: Decider, overrides: Optional[dict], max_animals: int) -> None:
+        """Count the animals in an accepted frame and let the gallery name each one (its crop).
+        The frame stays shut with more than ``max_animals`` in view (a second animal slipping in
+        behind), or when an animal's crop is accepted as another species than the whole frame
+        (a blend of two animals, one of them missed by the detector); with several allowed,
+        each must be accepted as that species. No animal found: the whole-frame answer stands."""
+        found = counter.detect(w.image)
+        animals = [d for d in found if d.kind == "animal"]
+        w.result.people = sum(d.kind == "person" for d in found)
+        if not animals:
+            return
+        decisions = decider.decide(self.embed(crops(w.image, animals)), overrides)
+        w.result.animals = [_animal(a, d) for a, d in zip(animals, decisions)]
+        species = w.result.decision.species
+        named = ", ".join(d.species if d.accepted else f"unknown ({a.label.lower()}?)" for a, d in zip(animals, decisions))
+        if len(animals) > max_animals:
+            w.result.crowd = f"{len(animals)} animals in view ({named}), at most {max_animals} may pass at once"
+        elif any(d.accepted and d.species != species for d in decisions):
+            w.result.crowd = f"the frame looks like {species} but an animal in it like another species: {named}"
+        elif len(animals) > 1 and not all(d.accepted for d in decisions):
+            w.result.crowd = f"animals in view that are not all {species}: {named}"
+
     def _cascade(
         self, d: Decision, data: Optional[bytes], result: FrameResult, decider: Decider, overrides: Optional[dict]
     ) -> Decision:
@@ -223,6 +262,12 @@ class FramePipeline:
                             reason=f"unsure ({d.reason}) and the big tier did not answer: {exc}")
         result.tier = "remote"
         return big
+
+
+def _animal(found: Detection, decision: Decision) -> dict:
+    """One counted animal as answers and logs show it: where, what the detector saw, what the gallery says."""
+    return {"box": list(found.box), "label": found.label, "detector_score": found.score,
+            "species": decision.species, "score": round(decision.score, 4), "accepted": decision.accepted}
 
 
 def _same_version(anchor: Anchor, decider: Decider) -> bool:

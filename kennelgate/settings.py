@@ -61,6 +61,16 @@ class Settings(BaseSettings):
         False, description="refuse when a second species also passes its own threshold (two animals?)"
     )
 
+    # Head count (the animal detector, `kennelgate model build detector`)
+    head_count: Literal["auto", "on", "off"] = Field(
+        "auto", description="count the animals in accepted frames: auto = when the detector is installed, on = "
+        "refuse to start without it, off"
+    )
+    detector_dir: Optional[Path] = Field(None, description="where the animal detector is (default: MODEL_CACHE/detector)")
+    max_animals: int = Field(
+        1, ge=1, description="an accepted frame with more animals in view than this keeps the door shut (tailgating)"
+    )
+
     # Frame health gate (KENNELGATE_HEALTH__DARK_P95=40 …; per kennel: the kennel's `health`)
     health: HealthThresholds = Field(default_factory=HealthThresholds)
     health_detector: Optional[Path] = Field(
@@ -150,6 +160,10 @@ class Settings(BaseSettings):
     @property
     def gallery_dir(self) -> Path:
         return self.home / "gallery"
+
+    @property
+    def animal_detector_dir(self) -> Path:
+        return self.detector_dir or self.model_cache / "detector"
 
     @property
     def health_detector_path(self) -> Path:

@@ -161,6 +161,6 @@ def test_service_classify_and_evaluations_give_identical_answers(tmp_path, setti
     accepted_cli = [(s if s != "other" else None) for s, _, _ in cli]
     assert sum(a is not None for a in accepted_cli) >= 8  # the frames mostly decide something
     for name, got in (("suite", evaluation), ("visits", visits), ("service", service)):
-        assert [g[0] for g in got] == [c[0] for c in cli], f"{name} species differ from classify"
+        assert [g[0] for g in got] == [c[0] for c in cli], f"{name} species differ from classify: {got} {cli}"
         assert np.allclose([g[1] for g in got], [c[1] for c in cli], atol=2e-3), f"{name} scores differ"
         assert [g[2] for g in got] == [c[2] for c in cli], f"{name} health differs"

@@ -24,7 +24,7 @@ HomeOpt = typer.Option(None, "--home", envvar="KENNELGATE_HOME", help="State fol
 def main(
     home: Optional[Path] = HomeOpt,
     model: Optional[str] = typer.Option(None, "--model", envvar="KENNELGATE_MODEL", help="Model name or directory."),
-    method: Optional[str] = typer.Option(None, "--method", help="Decision method: knn (default) or prototype."),
+    method: Optional[str] = typer.Option(None, "--method", help="Decision method: contrast (default: kNN minus half the kNN score to photos filed under other), knn or prototype."),
 ) -> None:
     overrides = {k: v for k, v in {"home": home, "model": model, "method": method}.items() if v is not None}
     _state["settings"] = Settings(**overrides)

@@ -22,7 +22,7 @@ health_app = typer.Typer(help="The frame health gate's learned fault detectors."
 
 @model_app.command("build")
 def model_build(
-    name: str = typer.Argument(DEFAULT_MODEL, help="efficientnet-lite0, efficientnet-lite1 (default), efficientnet-lite2, open_clip:ARCH[:TAG|:CHECKPOINT], or a name for --onnx."),
+    name: str = typer.Argument(DEFAULT_MODEL, help="efficientnet-lite0, efficientnet-lite1 (default), efficientnet-lite2, open_clip:ARCH[:TAG|:CHECKPOINT], a name for --onnx, or `detector` (the head count's animal detector)."),
     onnx_file: Optional[Path] = typer.Option(None, "--onnx", help="Wrap an existing ONNX file instead."),
     feature_tensor: Optional[str] = typer.Option(None, help="ONNX tensor to use as the embedding."),
     logits_tensor: Optional[str] = typer.Option(None, help="ONNX tensor with ImageNet logits, if any."),
@@ -38,9 +38,23 @@ def model_build(
     ),
     calibration_n: int = typer.Option(300, help="At most this many calibration photos."),
     calibration_method: str = typer.Option("minmax", help="minmax | percentile | entropy."),
+    source: Optional[Path] = typer.Option(
+        None, help="detector: the @mediapipe/objectron package's .tgz (or its packed .data file) instead of `npm pack`."
+    ),
 ) -> None:
     """Export a model into the shared model cache (and its INT8 / FP16 variants)."""
     s = _settings()
+    if name == "detector":
+        from embedder import detector
+
+        try:
+            with err_console.status("fetching the animal detector (npm package @mediapipe/objectron)…"):
+                where = detector.fetch(s.animal_detector_dir, source)
+        except detector.DetectorError as exc:
+            _fail(str(exc))
+        console.print(f"installed the animal detector (hash checked) in {where}; the head count uses it "
+                      "(KENNELGATE_HEAD_COUNT=auto)")
+        return
     if int8 or fp16:
         _build_variants(name, int8, fp16, calibration, calibration_n, calibration_method)
         return
