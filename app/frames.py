@@ -116,7 +116,7 @@ class FrameProcessor:
         try:
             self._check_deadline()
             result = self.pipeline.run([data], [self._camera(kennel)], kennel.health, kennel.overrides,
-                                       max_animals=self.settings.max_animals)[0]
+                                       max_animals=kennel.max_animals)[0]
             self._check_deadline()
             out = self._outcome(kennel, result)
         except FrameLate:
@@ -265,6 +265,7 @@ class FrameProcessor:
                 score=out.score, breed=out.breed, accepted=out.accepted, door=out.door, reason=out.reason[:500],
                 error=out.error is not None, health=out.health, reused=out.reused, latency_ms=out.latency_ms,
                 model=out.model, index_version=out.index_version, thumbnail=self._thumbnail(out, image),
+                animals=out.animals or None,
             )
             # Returns once committed (group commit with other frames). A frame past its deadline
             # is withdrawn unwritten and answered "late": the log never says "open" for a frame

@@ -23,6 +23,7 @@ class KennelConfig:
     policy: WindowPolicy
     overrides: dict[str, float] = field(default_factory=dict)  # manual thresholds: species, then kennel
     health: HealthThresholds = field(default_factory=HealthThresholds)  # service defaults + kennel overrides
+    max_animals: int = 1  # the head count: more animals in view keep the door shut
 
 
 def policy_of(kennel: Kennel, settings: Settings) -> WindowPolicy:
@@ -53,6 +54,7 @@ class KennelCache:
             cfg = KennelConfig(
                 kennel.id, kennel.name, frozenset(kennel.admits), policy_of(kennel, self.settings),
                 {**species, **(kennel.thresholds or {})}, self.settings.health.merged(kennel.health),
+                kennel.max_animals or self.settings.max_animals,
             )
         with self._lock:
             self._configs[kennel_id] = cfg

@@ -57,6 +57,8 @@ class KennelIn(BaseModel):
     window_k: Optional[int] = Field(None, ge=1, le=100, description="K of the last N frames must agree")
     window_n: Optional[int] = Field(None, ge=1, le=100)
     window_seconds: Optional[float] = Field(None, gt=0, le=60)
+    max_animals: Optional[int] = Field(None, ge=1, le=20, description="more animals in view keep the door shut "
+                                       "(head count; default: the service's max_animals, 1)")
 
     _admits = field_validator("admits")(_species_list)
     _name = field_validator("name")(_printable)
@@ -70,6 +72,7 @@ class KennelPatch(BaseModel):
     window_k: Optional[int] = Field(None, ge=1, le=100)
     window_n: Optional[int] = Field(None, ge=1, le=100)
     window_seconds: Optional[float] = Field(None, gt=0, le=60)
+    max_animals: Optional[int] = Field(None, ge=1, le=20, description="null = the service's max_animals")
 
     _name = field_validator("name")(_printable)
 
@@ -101,6 +104,7 @@ class KennelOut(BaseModel):
     window_k: int
     window_n: int
     window_seconds: float
+    max_animals: int = Field(..., description="more animals in view than this keep the door shut (head count)")
     created_at: datetime
 
 
@@ -214,6 +218,7 @@ class DecisionOut(BaseModel):
     latency_ms: float
     model: str
     index_version: str
+    animals: Optional[list[AnimalOut]] = Field(None, description="the head count's animals (when it ran)")
     has_thumbnail: bool = False
 
 

@@ -111,3 +111,42 @@ def test_head_count_on_without_a_detector_refuses_to_start(settings, tmp_path):
     with pytest.raises(det.DetectorError, match="model build detector"):
         engine.animal_detector
     assert Engine(settings.model_copy(update={"detector_dir": tmp_path})).animal_detector is None  # auto: off
+
+
+def test_the_service_answers_and_logs_the_animals_and_honours_max_animals(detector_dir, settings, server_env, start_server):
+    """A pair frame the head count refuses in-process is refused by the service with the same
+    reason; the answer and the decision log list both animals; a kennel's max_animals is stored."""
+    import io
+
+    import httpx
+
+    from kennelgate.engine import Engine
+
+    need_datasets()
+    s = settings.model_copy(update={"head_count": "on", "detector_dir": detector_dir})
+    engine = Engine(s)
+    photos = scan_species(DATASETS / "catsdogs" / "cat", "cat")[:100] + scan_species(DATASETS / "catsdogs" / "dog", "dog")[:100]
+    kept, vectors, _ = engine.embed_photos(photos)
+    engine.replace_gallery(engine.gallery_from(kept, vectors))
+    frames = []
+    for i in range(900, 930):
+        buf = io.BytesIO()
+        _pair(_photo("catsdogs/cat", i), _photo("catsdogs/dog", i)).save(buf, "JPEG", quality=90)
+        frames.append(buf.getvalue())
+    counted = next(f for f, r in zip(frames, engine.pipeline().run(frames)) if "animals in view" in r.crowd)
+    env = {**server_env, "KENNELGATE_HOME": str(s.home), "KENNELGATE_HEAD_COUNT": "on",
+           "KENNELGATE_DETECTOR_DIR": str(detector_dir), "KENNELGATE_MOTION_THRESHOLD": "0"}
+    srv = start_server(env)
+    admin = {"Authorization": "Bearer test-admin-token"}
+    with httpx.Client(base_url=srv.url, timeout=60, headers=admin) as c:
+        k = c.post("/v1/kennels", json={"name": "pen", "admits": ["cat", "dog"]}).json()
+        assert k["max_animals"] == 1
+        kid = k["id"]
+        token = {"Authorization": "Bearer " + c.post(f"/v1/kennels/{kid}/tokens").json()["token"]}
+        a = c.post(f"/v1/kennels/{kid}/frames", content=counted, headers={**token, "Content-Type": "image/jpeg"}).json()
+        assert a["decision"] == "closed" and "animals in view" in a["reason"], a
+        assert len(a["animals"]) == 2 and {x["label"] for x in a["animals"]} <= {"Cat", "Dog"}
+        row = c.get("/v1/decisions", params={"kennel_id": kid}).json()[0]
+        assert row["frame_id"] == a["frame_id"] and len(row["animals"]) == 2
+        assert c.patch(f"/v1/kennels/{kid}", json={"max_animals": 2}).json()["max_animals"] == 2
+        assert c.patch(f"/v1/kennels/{kid}", json={"max_animals": 0}).status_code == 422

@@ -22,6 +22,7 @@ def _out(k: Kennel, service) -> KennelOut:
     return KennelOut(
         id=k.id, name=k.name, admits=k.admits, thresholds=k.thresholds or {}, health=k.health or {},
         window_k=p.k, window_n=p.n, window_seconds=p.seconds, created_at=k.created_at,
+        max_animals=k.max_animals or service.settings.max_animals,
     )
 
 

@@ -55,6 +55,7 @@ class Kennel(Base):
     window_n: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
     window_seconds: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
     health: Mapped[Optional[dict]] = mapped_column(JSON, nullable=True)  # health-gate threshold overrides
+    max_animals: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)  # None = service default
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
@@ -131,6 +132,7 @@ class DecisionRecord(Base):
     model: Mapped[str] = mapped_column(String(100), default="")  # encoder fingerprint
     index_version: Mapped[str] = mapped_column(String(20), default="")
     thumbnail: Mapped[Optional[bytes]] = mapped_column(LargeBinary, nullable=True)
+    animals: Mapped[Optional[list]] = mapped_column(JSON, nullable=True)  # the head count's animals, when it ran
 
 
 class ThresholdChange(Base):
