@@ -72,18 +72,25 @@ def test_a_tampered_or_missing_detector_is_refused_with_a_reason(detector_dir, t
     assert not (tmp_path / "out" / det.MODEL_FILE).exists()
 
 
-def test_two_animals_keep_the_door_shut_and_one_passes(detector_dir, settings):
-    """Through the frame pipeline: a cat alone is accepted; the same cat beside a dog (or beside a
-    fox the gallery does not know) is refused with the count in the reason; with the head count
-    off the pair frame is decided as one blended image."""
+@pytest.fixture
+def counting_engine(detector_dir, settings):
+    """An engine with the head count on and a gallery of 100 cats and 100 dogs."""
     need_datasets()
     from kennelgate.engine import Engine
 
-    s = settings.model_copy(update={"head_count": "on", "detector_dir": detector_dir})
-    engine = Engine(s)
+    engine = Engine(settings.model_copy(update={"head_count": "on", "detector_dir": detector_dir}))
     photos = scan_species(DATASETS / "catsdogs" / "cat", "cat")[:100] + scan_species(DATASETS / "catsdogs" / "dog", "dog")[:100]
     kept, vectors, _ = engine.embed_photos(photos)
     engine.replace_gallery(engine.gallery_from(kept, vectors))
+    return engine
+
+
+def test_two_animals_keep_the_door_shut_and_one_passes(counting_engine):
+    """Through the frame pipeline: a cat alone is accepted; the same cat beside a dog (or beside a
+    fox the gallery does not know) is refused with the count in the reason; with the head count
+    off the pair frame is decided as one blended image."""
+    engine = counting_engine
+    s = engine.settings
     pipeline = engine.pipeline()
     cats = [_photo("catsdogs/cat", i) for i in range(900, 930)]
     dogs = [_photo("catsdogs/dog", i) for i in range(900, 930)]
@@ -95,6 +102,8 @@ def test_two_animals_keep_the_door_shut_and_one_passes(detector_dir, settings):
     counted = [r for r in pairs if r.crowd]
     assert counted and all("animals in view" in r.reason or "another species" in r.reason for r in counted)
     assert any(len(r.animals) == 2 and {a["species"] for a in r.animals} == {"cat", "dog"} for r in counted)
+    from kennelgate.engine import Engine
+
     off = Engine(s.model_copy(update={"head_count": "off"}))
     off._encoder = engine.encoder  # noqa: SLF001 - same model, no second load
     blended = sum(r.accepted for r in off.pipeline().run([_pair(c, d) for c, d in zip(cats, dogs)]))
@@ -113,21 +122,16 @@ def test_head_count_on_without_a_detector_refuses_to_start(settings, tmp_path):
     assert Engine(settings.model_copy(update={"detector_dir": tmp_path})).animal_detector is None  # auto: off
 
 
-def test_the_service_answers_and_logs_the_animals_and_honours_max_animals(detector_dir, settings, server_env, start_server):
+def test_the_service_answers_and_logs_the_animals_and_honours_max_animals(counting_engine, detector_dir, server_env,
+                                                                          start_server):
     """A pair frame the head count refuses in-process is refused by the service with the same
     reason; the answer and the decision log list both animals; a kennel's max_animals is stored."""
     import io
 
     import httpx
 
-    from kennelgate.engine import Engine
-
-    need_datasets()
-    s = settings.model_copy(update={"head_count": "on", "detector_dir": detector_dir})
-    engine = Engine(s)
-    photos = scan_species(DATASETS / "catsdogs" / "cat", "cat")[:100] + scan_species(DATASETS / "catsdogs" / "dog", "dog")[:100]
-    kept, vectors, _ = engine.embed_photos(photos)
-    engine.replace_gallery(engine.gallery_from(kept, vectors))
+    engine = counting_engine
+    s = engine.settings
     frames = []
     for i in range(900, 930):
         buf = io.BytesIO()
