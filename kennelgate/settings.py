@@ -42,9 +42,9 @@ class Settings(BaseSettings):
     )
     k: int = Field(5, description="neighbours averaged for the kNN score (measured best: docs/results.md)")
     # Chosen on grouped folds (docs/admit.md) with raccoons held out as an unknown animal: Lite1 at
-    # 0.95 accepts 94% of unseen cats and dogs per frame and lets 4.5% of raccoon frames in; 0.985
-    # accepted 97.5% but let 22% of raccoon frames in (docs/corruptions.md: 4.4% wrong opens on clean
-    # frames). 0.85 turned one right animal in six away.
+    # 0.95 accepts 93.5% of unseen cats and dogs per frame and lets 4.5% of raccoon frames in; 0.985
+    # accepts 97% but lets 22% of unfiled raccoon frames in (15% with other animals filed under
+    # 'other'). 0.85 turned one right animal in six away.
     target_accept: float = Field(
         0.95, description="share of a species' own scenes (each held out with its near-twins) that must still be accepted"
     )
