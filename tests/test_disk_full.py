@@ -27,11 +27,12 @@ def small_disk(tmp_path):
 
 
 def _fill(path) -> None:
-    with open(path, "wb") as fh:
+    # Unbuffered: a buffered file would raise ENOSPC again when closed, with its last block unwritten.
+    with open(path, "wb", buffering=0) as fh:
+        block = b"\0" * 65536
         try:
-            while True:
-                fh.write(b"\0" * 65536)
-                fh.flush()
+            while fh.write(block):
+                pass
         except OSError:
             pass
 
@@ -50,7 +51,8 @@ def test_a_full_disk_keeps_doors_shut_says_why_and_recovers(small_disk, server_e
     with httpx.Client(base_url=srv.url, timeout=60) as c:
         kid, token = _kennel(c, "full", ["dog"])
         post = lambda: c.post(f"/v1/kennels/{kid}/frames", content=frame, headers={**token, "Content-Type": "image/jpeg"})  # noqa: E731
-        assert post().status_code == 200 and c.get("/readyz").status_code == 200
+        first = post()
+        assert first.status_code == 200 and c.get("/readyz").status_code == 200, first.text
         _fill(small_disk / "filler")
         answers = [post() for _ in range(5)]
         assert all(r.status_code == 503 and r.json()["decision"] == "closed" for r in answers), [r.text for r in answers]

@@ -41,6 +41,9 @@ _BODY_DOC = {
 
 
 _MULTIPART_SLACK = 64 * 1024  # part headers and boundaries around the image
+# A body that has arrived, even just past the deadline, is still read: it is answered "late" and
+# logged like any late frame. One still arriving after this grace is refused unread.
+BODY_GRACE_S = 0.1
 
 
 async def _read_frame(request: Request, limit: int) -> bytes:
@@ -101,7 +104,8 @@ async def post_frame(kennel_id: DbId, request: Request, service: ServiceDep) -> 
         return _refused(refusal.status, refusal.reason, refusal.retry_after_s)
     try:
         try:  # a body still dribbling in at the deadline could only be decided late: free the slot
-            data = await asyncio.wait_for(_read_frame(request, service.settings.max_bytes), deadline - time.monotonic())
+            data = await asyncio.wait_for(_read_frame(request, service.settings.max_bytes),
+                                          max(deadline - time.monotonic(), BODY_GRACE_S))
         except asyncio.TimeoutError:
             service.metrics.frame_errors.labels("late").inc()
             return _refused(status.HTTP_503_SERVICE_UNAVAILABLE, "frame body not received within "
