@@ -71,6 +71,7 @@ class Service:
     # --- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
         _ = self.engine.encoder  # load (or build) the model before taking traffic
+        _ = self.engine.animal_detector  # and the head count's detector, when installed (on: required)
         self.reconcile(wait=True)
         self.poll_index()
         self._watcher = threading.Thread(target=self._watch, name="index-watcher", daemon=True)
