@@ -63,6 +63,14 @@ VISIT_POINTS = (POINTS[0][0], DEFAULT_POINT, "0.985 + other")
 WEATHER = [("night_ir", 2), ("night_ir", 3), ("fog", 2), ("rain", 2)]
 
 
+def admission_photos(data: Path) -> list[LabeledPhoto]:
+    """Cats and dogs (`catsdogs/` + `breeds/`), then the 198 unknowns under `other`, then raccoons."""
+    known = scan_species(data / "catsdogs" / "cat", "cat") + scan_species(data / "catsdogs" / "dog", "dog")
+    known += scan_species(data / "breeds" / "cat", "cat") + scan_species(data / "breeds" / "dog", "dog")
+    unknown = [p for d in ("others", "others_objects") for p in scan_species(data / d, OTHER)]
+    return known + unknown + scan_species(data / "raccoon", "raccoon")
+
+
 def point_settings(settings: Settings, label: str) -> tuple[Settings, bool]:
     """The settings of an operating point, and whether it files the gallery folds' unknowns under 'other'."""
     change = dict(dict(POINTS)[label])
@@ -107,11 +115,7 @@ def main(
     """Availability and safety of the door, per frame and per visit, on grouped folds."""
     settings = Settings()
     engine = Engine(settings)
-    known = scan_species(data / "catsdogs" / "cat", "cat") + scan_species(data / "catsdogs" / "dog", "dog")
-    known += scan_species(data / "breeds" / "cat", "cat") + scan_species(data / "breeds" / "dog", "dog")
-    unknown = [p for d in ("others", "others_objects") for p in scan_species(data / d, OTHER)]
-    raccoons = scan_species(data / "raccoon", "raccoon")
-    photos = known + unknown + raccoons
+    photos = admission_photos(data)
     with progress_bar("embedding", len(photos)) as advance:
         photos, vecs, _ = engine.embed_photos(photos, advance)
     detector = engine.health_detector

@@ -24,8 +24,9 @@ import faiss
 import numpy as np
 import typer
 
+from admit import admission_photos  # scripts/ is on the path when run as `python scripts/…`
 from embedder.batch import embed_sources
-from index.folders import OTHER, scan_species
+from index.folders import OTHER
 from index.scoring import twin_groups
 from kennelgate.engine import Engine
 from kennelgate.progress import progress_bar
@@ -53,10 +54,7 @@ def main(
     """Threshold-free comparison of open-set scores on grouped folds."""
     settings = Settings()
     engine = Engine(settings)
-    known = scan_species(data / "catsdogs" / "cat", "cat") + scan_species(data / "catsdogs" / "dog", "dog")
-    known += scan_species(data / "breeds" / "cat", "cat") + scan_species(data / "breeds" / "dog", "dog")
-    photos = known + [p for d in ("others", "others_objects") for p in scan_species(data / d, OTHER)]
-    photos += scan_species(data / "raccoon", "raccoon")
+    photos = admission_photos(data)  # the same photos, in the same order, as scripts/admit.py
     with progress_bar("embedding", len(photos)) as advance:
         res = embed_sources(engine.encoder, [p.path for p in photos], settings.batch_size, advance)
     photos = [photos[i] for i in res.ok]
