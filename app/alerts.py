@@ -171,6 +171,17 @@ class Notifier:
         if self.webhook is not None:
             self.webhook.send(payload)
 
+    def staff(self, kennel_id: int, leaf: str, payload: dict, retain: bool = False) -> None:
+        """A staff action (``override``, ``label``): MQTT ``<prefix>/kennel/<id>/<leaf>`` and webhooks."""
+        payload = {"event": leaf, "kennel_id": kennel_id, **payload}
+        if self.mqtt is not None:
+            try:
+                self.mqtt.publish(self.mqtt.topic(kennel_id, leaf), payload, retain=retain, qos=1)
+            except Exception:  # noqa: BLE001
+                log.exception("MQTT %s publish failed", leaf)
+        if self.webhook is not None:
+            self.webhook.send(payload)
+
     def close(self) -> None:
         if self.mqtt is not None:
             self.mqtt.close()

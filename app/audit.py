@@ -1,22 +1,66 @@
-"""The audit trail of manual thresholds: who changed what, when, from which value to which."""
+"""The audit trail: who changed what, when.
+
+Manual thresholds are recorded with their old and new values (``threshold_changes``); every other
+staff action — overrides, relabels, uploads, photo deletions, rebuilds, tokens — is an
+``audit_events`` row. ``trail`` reads both as one list, newest first.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Optional
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.auth import Principal
-from app.db.models import ThresholdChange
+from app.db.models import AuditEvent, ThresholdChange
 
 
 def actor(who: Principal) -> str:
-    return f"admin token {who.token_id}" if who.token_id is not None else "bootstrap admin token"
+    return who.name
 
 
 def record(s: Session, who: Principal, scope: str, target: str, field: str, old: Any, new: Any) -> None:
-    """Add a change row to the caller's transaction (nothing is written if nothing changed)."""
+    """Add a threshold change to the caller's transaction (nothing is written if nothing changed)."""
     if old == new:
         return
     wrap = lambda v: v if isinstance(v, dict) or v is None else {"value": v}  # noqa: E731 - JSON column wants an object
     s.add(ThresholdChange(actor=actor(who), scope=scope, target=target, field=field, old=wrap(old), new=wrap(new)))
+
+
+def event(s: Session, who: Principal | str, action: str, target: str, detail: Optional[dict] = None) -> None:
+    """Add a staff action to the caller's transaction: it is audited exactly when it happens."""
+    name = who if isinstance(who, str) else actor(who)
+    s.add(AuditEvent(actor=name, action=action, target=target[:200], detail=detail))
+
+
+@dataclass(frozen=True)
+class Entry:
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    detail: dict
+
+
+def trail(s: Session, limit: int = 200, action: Optional[str] = None) -> list[Entry]:
+    """Threshold changes and other events together, newest first."""
+    out: list[Entry] = []
+    if action in (None, "threshold"):
+        for c in s.scalars(select(ThresholdChange).order_by(ThresholdChange.id.desc()).limit(limit)):
+            out.append(Entry(c.created_at, c.actor, "threshold", f"{c.scope} {c.target}",
+                             {"field": c.field, "old": c.old, "new": c.new}))
+    if action != "threshold":
+        q = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
+        if action is not None:
+            q = q.where(AuditEvent.action == action)
+        out += [Entry(e.created_at, e.actor, e.action, e.target, e.detail or {}) for e in s.scalars(q)]
+    out.sort(key=lambda e: _aware(e.at), reverse=True)
+    return out[:limit]
+
+
+def _aware(t: datetime) -> datetime:
+    # SQLite hands back naive datetimes (stored as UTC); PostgreSQL aware ones.
+    return t if t.tzinfo is not None else t.replace(tzinfo=timezone.utc)

@@ -1,4 +1,5 @@
-"""Bearer tokens: admin tokens for staff, device tokens bound to one kennel.
+"""Bearer tokens: admin tokens, staff tokens (review, relabel, override; no token or kennel
+management), and device tokens bound to one kennel.
 
 Only a token's SHA-256 is stored. The bootstrap admin token comes from ``KENNELGATE_ADMIN_TOKEN``
 (compared in constant time); others are issued by the API or ``kennelgate token admin``.
@@ -22,7 +23,9 @@ from app.db.models import Token
 from app.db.session import Database
 
 ADMIN_PREFIX = "kga_"
+STAFF_PREFIX = "kgs_"
 DEVICE_PREFIX = "kgd_"
+PREFIXES = {"admin": ADMIN_PREFIX, "staff": STAFF_PREFIX, "device": DEVICE_PREFIX}
 _CACHE_SECONDS = 10.0  # device tokens are checked on every frame; revocation clears the cache at once
 _CACHE_MAX = 10_000  # entries (valid and invalid tokens); the oldest go first: guessing cannot grow it
 FAILURES_PER_MINUTE = 30  # failed token checks one client may make before it is refused for a while
@@ -31,9 +34,21 @@ _CLIENTS_MAX = 10_000
 
 @dataclass(frozen=True)
 class Principal:
-    kind: str  # "admin" | "device"
+    kind: str  # "admin" | "staff" | "device"
     kennel_id: Optional[int] = None
     token_id: Optional[int] = None
+
+    @property
+    def is_staff(self) -> bool:
+        """May review, relabel and override (admins may too)."""
+        return self.kind in ("admin", "staff")
+
+    @property
+    def name(self) -> str:
+        """How the audit trail names this principal."""
+        if self.token_id is None:
+            return "bootstrap admin token"
+        return f"{self.kind} token {self.token_id}"
 
 
 def hash_token(token: str) -> str:
@@ -41,7 +56,7 @@ def hash_token(token: str) -> str:
 
 
 def new_token(kind: str) -> str:
-    return (ADMIN_PREFIX if kind == "admin" else DEVICE_PREFIX) + secrets.token_urlsafe(32)
+    return PREFIXES[kind] + secrets.token_urlsafe(32)
 
 
 def issue(db: Database, kind: str, kennel_id: Optional[int] = None, label: str = "") -> tuple[int, str]:

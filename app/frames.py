@@ -1,6 +1,6 @@
 """One kennel frame in the service: the shared frame pipeline (``kennelgate.pipeline``: motion
 gate, decode, health gate, encoder, decision, cascade), then the decision log, then the door
-window, then metrics and monitoring.
+window and any staff override (``app.overrides``), then metrics and monitoring.
 
 A frame showing the same scene as the last classified one reuses that answer (motion gating,
 ``kennelgate.motion``): an empty doorway costs a thumbnail, not an encoder run.
@@ -33,6 +33,7 @@ from app.decision_log import DecisionLog
 from app.kennels import KennelConfig
 from app.metrics import Metrics
 from app.monitor import Monitoring
+from app.overrides import Overrides
 from index.folders import OTHER
 from index.store import GalleryError
 from kennelgate.door import Windows
@@ -67,6 +68,7 @@ class FrameOutcome:
     index_version: str = ""
     prefix: str = ""  # how a reused answer came about, put before the reason
     animals: list = field(default_factory=list)  # counted animals (head count ran on this frame)
+    override: Optional[str] = None  # a staff override decided the door ("open_once", "hold_closed", "lock")
 
     def response(self) -> dict:
         return {
@@ -83,13 +85,14 @@ class FrameOutcome:
             "latency_ms": round(self.latency_ms, 2),
             "index_version": self.index_version,
             "animals": self.animals,
+            "override": self.override,
         }
 
 
 class FrameProcessor:
     def __init__(
         self, settings: Settings, engine: Engine, db: Database, windows: Windows, metrics: Metrics,
-        monitoring: Monitoring, notifier: Notifier,
+        monitoring: Monitoring, notifier: Notifier, overrides: Overrides,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -98,6 +101,7 @@ class FrameProcessor:
         self.metrics = metrics
         self.monitoring = monitoring
         self.notifier = notifier
+        self.overrides = overrides
         self.decision_log = DecisionLog(db)
         self._cameras: dict[int, Camera] = {}
         self._batcher: Optional[EncoderBatcher] = None
@@ -205,9 +209,17 @@ class FrameProcessor:
         elif out.health != OK and out.error is None:
             out.reason = f"{out.reason}, door kept shut"
         out.reason = out.prefix + out.reason
+        override = self.overrides.claim(kennel.id) if out.error != "late" else None
+        if override is not None:  # staff decide this door; the frame's own answer stays in the reason
+            out.door, out.override = override.door, override.action
+            out.reason = f"{override.describe()}; the frame: {out.reason}"
         out.latency_ms = (time.perf_counter() - t0) * 1000.0
-        if not self._log(out, image):
+        logged = self._log(out, image)
+        if not logged:
             vote = None
+        if override is not None:
+            self.overrides.settle(override, out.frame_id if logged else None)
+            self.metrics.override_doors.labels(str(kennel.id), out.door).inc()
         window.add(now, vote)  # after the log: an unlogged frame votes to stay shut
         self.metrics.frames.labels(str(kennel.id)).inc()
         self.metrics.decisions.labels(out.door, out.species).inc()
@@ -265,7 +277,7 @@ class FrameProcessor:
                 score=out.score, breed=out.breed, accepted=out.accepted, door=out.door, reason=out.reason[:500],
                 error=out.error is not None, health=out.health, reused=out.reused, latency_ms=out.latency_ms,
                 model=out.model, index_version=out.index_version, thumbnail=self._thumbnail(out, image),
-                animals=out.animals or None,
+                animals=out.animals or None, override=out.override,
             )
             # Returns once committed (group commit with other frames). A frame past its deadline
             # is withdrawn unwritten and answered "late": the log never says "open" for a frame

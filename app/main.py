@@ -8,7 +8,8 @@ from typing import Optional
 
 from fastapi import FastAPI
 
-from app.api import decisions, edge, frames, health, index, kennels, monitoring, species
+from app.api import audit, decisions, doors, edge, frames, health, index, kennels, monitoring, species
+from app.console import routes as console
 from app.service import Service
 from kennelgate.engine import Engine
 from kennelgate.settings import Settings
@@ -37,6 +38,7 @@ def create_app(settings: Optional[Settings] = None, engine: Optional[Engine] = N
         lifespan=lifespan,
     )
     edge.install(app)
-    for module in (health, frames, kennels, species, decisions, index, monitoring):
+    for module in (health, frames, kennels, doors, species, decisions, index, monitoring, audit):
         app.include_router(module.router)
+    console.mount(app)
     return app

@@ -31,6 +31,16 @@ class Metrics:
         self.latency = Histogram(
             "kennelgate_frame_latency_seconds", "Decode + embed + decide, per frame", buckets=LATENCY_BUCKETS, registry=r
         )
+        self.overrides = Counter(
+            "kennelgate_overrides", "Staff door overrides set (release included), by action", ["kennel", "action"], registry=r
+        )
+        self.override_doors = Counter(
+            "kennelgate_override_doors", "Frames whose door a staff override decided, by door", ["kennel", "door"], registry=r
+        )
+        self.labels = Counter(
+            "kennelgate_labels", "Decisions relabelled by staff: whether the door's answer agreed with the label",
+            ["agreed"], registry=r,
+        )
         self.index_photos = Gauge("kennelgate_index_photos", "Photos in the serving index", registry=r)
         self.index_species = Gauge("kennelgate_index_species", "Species in the serving index", registry=r)
         self.index_version = Gauge("kennelgate_index_version", "Serving index version number", registry=r)

@@ -219,7 +219,56 @@ class DecisionOut(BaseModel):
     model: str
     index_version: str
     animals: Optional[list[AnimalOut]] = Field(None, description="the head count's animals (when it ran)")
+    override: Optional[str] = Field(None, description="a staff override decided the door (open_once, hold_closed, lock)")
+    label: Optional[str] = Field(None, description="what staff say really stood at the door")
+    labelled_by: Optional[str] = None
+    labelled_at: Optional[datetime] = None
     has_thumbnail: bool = False
+
+
+class LabelIn(BaseModel):
+    species: str = Field(..., min_length=1, max_length=100,
+                         description="what really stood at the door: a species in the gallery, or 'other'")
+
+
+class LabelsIn(LabelIn):
+    frame_ids: list[str] = Field(..., min_length=1, max_length=1000)
+
+
+class LabelOut(BaseModel):
+    frame_id: str
+    label: str
+    door: str
+    species: str = Field(..., description="what the door answered")
+    agreed: bool = Field(..., description="the door's answer was right")
+
+
+class OverrideIn(BaseModel):
+    action: Literal["open_once", "hold_closed", "lock", "release"]
+    minutes: Optional[float] = Field(None, gt=0, le=24 * 60, description="how long it lasts (every override expires)")
+    reason: str = Field("", max_length=500)
+
+
+class OverrideOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    kennel_id: int
+    action: str
+    reason: str
+    actor: str
+    created_at: datetime
+    expires_at: datetime
+    ended_at: Optional[datetime] = None
+    ended_by: Optional[str] = None
+    used_by_frame: Optional[str] = None
+
+
+class AuditOut(BaseModel):
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    detail: dict
 
 
 class RebuildOut(BaseModel):

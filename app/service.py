@@ -7,10 +7,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Optional
+from typing import Optional, Sequence
 
 from app.alerts import MqttPublisher, Notifier, WebhookSender
-from app.auth import Authenticator
+from app.auth import Authenticator, Principal
 from app.db import migrate
 from app.db.session import Database
 from app.admission import Admission
@@ -19,6 +19,9 @@ from app.kennels import KennelCache
 from app.library import PhotoLibrary
 from app.metrics import Metrics
 from app.monitor import Monitoring
+from app.overrides import Active, Overrides
+from app import labels
+from app.db.models import DecisionRecord
 from kennelgate.door import Windows
 from app.rebuild import RebuildReport, rebuild
 from index.store import GalleryError
@@ -58,8 +61,9 @@ class Service:
         self.metrics = Metrics()
         self.notifier = make_notifier(settings)
         self.monitoring = Monitoring(settings, self.db, self.metrics, self.notifier)
+        self.overrides = Overrides(self.db)
         self.frames = FrameProcessor(
-            settings, self.engine, self.db, self.windows, self.metrics, self.monitoring, self.notifier
+            settings, self.engine, self.db, self.windows, self.metrics, self.monitoring, self.notifier, self.overrides
         )
         self.admission = Admission(settings.frames_in_flight, settings.frames_in_flight_per_kennel)
         self.rebuild_status = RebuildStatus()
@@ -85,9 +89,32 @@ class Service:
         self.notifier.close()
         self.db.dispose()
 
+    # --- staff actions -------------------------------------------------------------------
+    def override(self, kennel_id: int, action: str, who: Principal, minutes: Optional[float] = None,
+                 reason: str = "") -> Optional[Active]:
+        """Set or release a door override: audited, counted and announced (MQTT ``override``, webhooks)."""
+        active = self.overrides.set(kennel_id, action, who, minutes, reason)
+        self.metrics.overrides.labels(str(kennel_id), action).inc()
+        self.notifier.staff(kennel_id, "override", {
+            "action": action, "actor": who.name, "reason": reason,
+            "expires_at": active.expires_at.isoformat() if active else None,
+        }, retain=True)
+        return active
+
+    def label(self, frame_ids: Sequence[str], species: str, who: Principal) -> list[DecisionRecord]:
+        """Record what really stood at the door for these frames (audited, counted, announced)."""
+        rows = labels.label(self.db, frame_ids, species, who)
+        for r in rows:
+            self.metrics.labels.labels(str(labels.agreed(r)).lower()).inc()
+            self.notifier.staff(r.kennel_id, "label", {
+                "frame_id": r.frame_id, "label": r.label, "answered": r.species, "door": r.door, "actor": who.name,
+            })
+        return rows
+
     def forget_kennel(self, kennel_id: int) -> None:
         """Drop every in-memory state of a kennel (its config changed or it was deleted)."""
         self.kennels.invalidate(kennel_id)
+        self.overrides.forget(kennel_id)
         self.windows.forget(kennel_id)
         self.frames.forget(kennel_id)
 

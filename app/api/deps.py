@@ -48,10 +48,24 @@ def may_send_frames(who: Optional[Principal], kennel_id: int) -> bool:
     return who is not None and (who.kind == "admin" or who.kennel_id == kennel_id)
 
 
+CONSOLE_COOKIE = "kennelgate_console"  # the console's sign-in: a staff or admin token, HttpOnly, SameSite=Strict
+CONSOLE_HEADER = "X-KennelGate-Console"  # the console's scripts send it on every change (a cross-site form cannot)
+
+
 async def _principal(
     request: Request, service: ServiceDep, creds: Optional[HTTPAuthorizationCredentials] = Depends(bearer)
 ) -> Principal:
-    who = await principal_of(service, creds.credentials if creds else None, client_of(request))
+    """The bearer token's holder; or, for the staff console's own requests, its sign-in cookie.
+    A change made with the cookie must carry ``CONSOLE_HEADER``: no other site can add it."""
+    token = creds.credentials if creds else None
+    from_cookie = token is None and CONSOLE_COOKIE in request.cookies
+    if from_cookie:
+        token = request.cookies[CONSOLE_COOKIE]
+        if request.method not in ("GET", "HEAD") and request.headers.get(CONSOLE_HEADER) != "1":
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"console changes need the {CONSOLE_HEADER} header")
+    who = await principal_of(service, token, client_of(request))
+    if who is not None and from_cookie and not who.is_staff:
+        who = None  # device tokens never sign in to the console
     if who is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "missing or invalid token (Authorization: Bearer <token>)",
@@ -74,3 +88,12 @@ async def require_device_or_admin(kennel_id: DbId, who: Principal = Depends(_pri
 
 Admin = Depends(require_admin)
 AnyToken = Depends(_principal)
+
+
+async def require_staff(who: Principal = Depends(_principal)) -> Principal:
+    if not who.is_staff:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "this endpoint needs a staff or admin token")
+    return who
+
+
+Staff = Depends(require_staff)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, Depends, HTTPException, status
 
-from app.api.deps import Admin, ServiceDep
+from app import audit
+from app.api.deps import Admin, ServiceDep, require_admin
+from app.auth import Principal
 from app.schemas import IndexOut, Rejected, RebuildOut
 
 router = APIRouter(prefix="/v1/index", tags=["admin: index"], dependencies=[Admin])
@@ -34,9 +36,11 @@ def get_index(service: ServiceDep) -> IndexOut:
 
 
 @router.post("/rebuild", response_model=RebuildOut, status_code=202, summary="Re-embed every photo and swap the index in")
-def start_rebuild(service: ServiceDep) -> RebuildOut:
+def start_rebuild(service: ServiceDep, who: Principal = Depends(require_admin)) -> RebuildOut:
     if not service.start_rebuild():
         raise HTTPException(status.HTTP_409_CONFLICT, "a rebuild is already running")
+    with service.db.session() as s:
+        audit.event(s, who, "rebuild", "index", {"serving": service.engine.serving.version if service.engine.serving else None})
     return _rebuild_out(service)
 
 

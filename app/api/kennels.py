@@ -112,8 +112,20 @@ def list_device_tokens(kennel_id: DbId, service: ServiceDep) -> list[TokenInfo]:
 
 
 @router.post("/tokens/admin", response_model=TokenOut, status_code=201, summary="Issue another admin token")
-def issue_admin_token(service: ServiceDep, body: TokenIn | None = None) -> TokenOut:
-    token_id, token = auth.issue(service.db, "admin", None, (body.label if body else ""))
+def issue_admin_token(service: ServiceDep, body: TokenIn | None = None, who: Principal = Depends(require_admin)) -> TokenOut:
+    return _issue(service, "admin", body, who)
+
+
+@router.post("/tokens/staff", response_model=TokenOut, status_code=201,
+             summary="Issue a staff token (review, relabel, override; no tokens or kennels)")
+def issue_staff_token(service: ServiceDep, body: TokenIn | None = None, who: Principal = Depends(require_admin)) -> TokenOut:
+    return _issue(service, "staff", body, who)
+
+
+def _issue(service, kind: str, body: TokenIn | None, who: Principal) -> TokenOut:
+    token_id, token = auth.issue(service.db, kind, None, (body.label if body else ""))
+    with service.db.session() as s:
+        audit.event(s, who, "token", f"{kind} token {token_id}", {"issued": kind, "label": body.label if body else ""})
     return TokenOut(id=token_id, token=token)
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Optional
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, UploadFile, status
+from fastapi.responses import FileResponse
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from app import audit
 from app.api.edge import DbId, has_control_chars
-from app.api.deps import Admin, ServiceDep, require_admin
+from app.api.deps import ServiceDep, Staff, require_admin, require_staff
 from app.auth import Principal
 from app.db.models import Photo, Species
 from app.library import LibraryError, species_name
@@ -19,7 +20,8 @@ from app.uploads import UploadLimits, unpack
 from index.folders import OTHER
 from index.readiness import ReadinessCard, readiness
 
-router = APIRouter(prefix="/v1/species", tags=["admin: species"], dependencies=[Admin])
+# Staff may upload and remove photos; thresholds and whole species stay with admins.
+router = APIRouter(prefix="/v1/species", tags=["staff: species"], dependencies=[Staff])
 
 
 def _name(raw: str) -> str:
@@ -76,11 +78,13 @@ def patch_species(
 
 
 @router.delete("/{name}", status_code=204, summary="Forget a species: photos, index entries, thresholds")
-def delete_species(name: str, service: ServiceDep) -> Response:
+def delete_species(name: str, service: ServiceDep, who: Principal = Depends(require_admin)) -> Response:
     try:
         service.library.remove_species(_name(name))
     except KeyError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc.args[0])) from None
+    with service.db.session() as s:
+        audit.event(s, who, "species_delete", f"species {_name(name)}")
     service.kennels.invalidate()
     return Response(status_code=204)
 
@@ -139,7 +143,8 @@ async def _upload_form(request: Request, max_files: int) -> tuple[list[UploadFil
     "In a zip, sub-folders are breeds (species/breed/photo.jpg). Up to `upload_max_files` files (5000).",
     openapi_extra=_UPLOAD_BODY,
 )
-async def upload_photos(name: str, request: Request, service: ServiceDep) -> UploadOut:
+async def upload_photos(name: str, request: Request, service: ServiceDep,
+                        who: Principal = Depends(require_staff)) -> UploadOut:
     name = _name(name)
     cfg = service.settings
     files, breed = await _upload_form(request, cfg.upload_max_files)
@@ -163,6 +168,8 @@ async def upload_photos(name: str, request: Request, service: ServiceDep) -> Upl
     service.kennels.invalidate()
     service.update_index_metrics()
     rejected = too_big + [Rejected(file=f, reason=r) for f, r in unpacked.rejected + report.rejected]
+    with service.db.session() as s:
+        audit.event(s, who, "upload", f"species {name}", {"added": report.added, "rejected": len(rejected)})
     if not report.added and not report.photos:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_ENTITY,
@@ -195,12 +202,26 @@ def species_readiness(name: str, service: ServiceDep) -> ReadinessCard:
     return card
 
 
+@router.get("/{name}/photos/{photo_id}/image", summary="A stored photo's bytes", response_class=FileResponse)
+def photo_image(name: str, photo_id: DbId, service: ServiceDep) -> FileResponse:
+    with service.db.session() as s:
+        p = s.get(Photo, photo_id)
+        if p is None or p.species.name != _name(name):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no photo {photo_id} of {name!r}")
+        path = service.library.path_of(p.sha256, p.suffix)
+    if not path.is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"photo {photo_id}'s file is missing")
+    return FileResponse(path)
+
+
 @router.delete("/{name}/photos/{photo_id}", status_code=204, summary="Remove one photo (re-indexed at once)")
-def delete_photo(name: str, photo_id: DbId, service: ServiceDep) -> Response:
+def delete_photo(name: str, photo_id: DbId, service: ServiceDep, who: Principal = Depends(require_staff)) -> Response:
     try:
         service.library.remove_photos(_name(name), [photo_id])
     except KeyError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc.args[0])) from None
     except LibraryError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    with service.db.session() as s:
+        audit.event(s, who, "photo_delete", f"species {_name(name)}", {"photo": photo_id})
     return Response(status_code=204)

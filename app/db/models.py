@@ -97,7 +97,7 @@ class Token(Base):
     __tablename__ = "tokens"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    kind: Mapped[str] = mapped_column(String(10))  # "admin" | "device"
+    kind: Mapped[str] = mapped_column(String(10))  # "admin" | "staff" | "device"
     kennel_id: Mapped[Optional[int]] = mapped_column(ForeignKey("kennels.id", ondelete="CASCADE"), nullable=True, index=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     label: Mapped[str] = mapped_column(String(200), default="")
@@ -133,6 +133,46 @@ class DecisionRecord(Base):
     index_version: Mapped[str] = mapped_column(String(20), default="")
     thumbnail: Mapped[Optional[bytes]] = mapped_column(LargeBinary, nullable=True)
     animals: Mapped[Optional[list]] = mapped_column(JSON, nullable=True)  # the head count's animals, when it ran
+    label: Mapped[Optional[str]] = mapped_column(String(100), nullable=True)  # what staff say really stood there
+    labelled_by: Mapped[Optional[str]] = mapped_column(String(200), nullable=True)
+    labelled_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True), nullable=True)
+    override: Mapped[Optional[str]] = mapped_column(String(20), nullable=True)  # a staff override set the door
+
+
+class Override(Base):
+    """A staff override of one kennel's door: open once, hold closed, lock for N minutes.
+
+    Every override expires; ``ended_at`` is set when it is released, replaced or used up
+    (open once). ``kennel_id`` is not a foreign key, like the decisions it explains.
+    """
+
+    __tablename__ = "overrides"
+    __table_args__ = (Index("ix_overrides_kennel_time", "kennel_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kennel_id: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(20))  # "open_once" | "hold_closed" | "lock" | "release"
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    actor: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True), nullable=True)
+    ended_by: Mapped[Optional[str]] = mapped_column(String(200), nullable=True)
+    used_by_frame: Mapped[Optional[str]] = mapped_column(String(32), nullable=True)
+
+
+class AuditEvent(Base):
+    """Who did what, when: overrides, relabels, uploads, photo deletions, rebuilds, tokens.
+    (Manual thresholds keep their own table, ``threshold_changes``, with old and new values.)"""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(30))
+    target: Mapped[str] = mapped_column(String(200))
+    detail: Mapped[Optional[dict]] = mapped_column(JSON, nullable=True)
 
 
 class ThresholdChange(Base):

@@ -145,6 +145,16 @@ def index_status() -> None:
 @token_app.command("admin")
 def token_admin(label: str = typer.Option("cli", help="A note to recognise the token by.")) -> None:
     """Issue an admin token and print it (only its hash is stored)."""
+    _issue_token("admin", label)
+
+
+@token_app.command("staff")
+def token_staff(label: str = typer.Option("cli", help="A note to recognise the token by (e.g. who holds it).")) -> None:
+    """Issue a staff token (console: review, relabel, override; no tokens or kennels) and print it."""
+    _issue_token("staff", label)
+
+
+def _issue_token(kind: str, label: str) -> None:
     from app import auth
     from app.db import migrate
     from app.db.session import Database
@@ -153,5 +163,5 @@ def token_admin(label: str = typer.Option("cli", help="A note to recognise the t
     s.home.mkdir(parents=True, exist_ok=True)
     if s.auto_migrate:
         migrate.upgrade(s.db_url)
-    _, token = auth.issue(Database(s.db_url), "admin", None, label)
+    _, token = auth.issue(Database(s.db_url), kind, None, label)
     sys.stdout.write(token + "\n")
