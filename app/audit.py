@@ -8,14 +8,14 @@ staff action — overrides, relabels, uploads, photo deletions, rebuilds, tokens
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Optional
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.auth import Principal
-from app.db.models import AuditEvent, ThresholdChange
+from app.db.models import AuditEvent, ThresholdChange, as_utc
 
 
 def actor(who: Principal) -> str:
@@ -57,10 +57,6 @@ def trail(s: Session, limit: int = 200, action: Optional[str] = None) -> list[En
         if action is not None:
             q = q.where(AuditEvent.action == action)
         out += [Entry(e.created_at, e.actor, e.action, e.target, e.detail or {}) for e in s.scalars(q)]
-    out.sort(key=lambda e: _aware(e.at), reverse=True)
+    out.sort(key=lambda e: as_utc(e.at), reverse=True)
     return out[:limit]
 
-
-def _aware(t: datetime) -> datetime:
-    # SQLite hands back naive datetimes (stored as UTC); PostgreSQL aware ones.
-    return t if t.tzinfo is not None else t.replace(tzinfo=timezone.utc)

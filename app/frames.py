@@ -31,6 +31,7 @@ from app.db.models import utcnow
 from app.db.session import Database
 from app.decision_log import DecisionLog
 from app.kennels import KennelConfig
+from app.kept_frames import FrameKeeper
 from app.metrics import Metrics
 from app.monitor import Monitoring
 from app.overrides import Overrides
@@ -69,6 +70,8 @@ class FrameOutcome:
     prefix: str = ""  # how a reused answer came about, put before the reason
     animals: list = field(default_factory=list)  # counted animals (head count ran on this frame)
     override: Optional[str] = None  # a staff override decided the door ("open_once", "hold_closed", "lock")
+    kept: bool = False  # the whole frame was kept for learning (app.kept_frames)
+    top: list = field(default_factory=list, repr=False)  # the gallery's best species and scores
 
     def response(self) -> dict:
         return {
@@ -92,7 +95,7 @@ class FrameOutcome:
 class FrameProcessor:
     def __init__(
         self, settings: Settings, engine: Engine, db: Database, windows: Windows, metrics: Metrics,
-        monitoring: Monitoring, notifier: Notifier, overrides: Overrides,
+        monitoring: Monitoring, notifier: Notifier, overrides: Overrides, keeper: FrameKeeper,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -102,6 +105,7 @@ class FrameProcessor:
         self.monitoring = monitoring
         self.notifier = notifier
         self.overrides = overrides
+        self.keeper = keeper
         self.decision_log = DecisionLog(db)
         self._cameras: dict[int, Camera] = {}
         self._batcher: Optional[EncoderBatcher] = None
@@ -131,7 +135,7 @@ class FrameProcessor:
         except Exception as exc:  # noqa: BLE001 - any failure must close the door, never raise past it
             out = self._fail(kennel, "internal", f"internal error ({type(exc).__name__}); door kept shut")
             log.exception("frame %s failed", out.frame_id)
-        return self._finish(out, kennel, result.image if result is not None and out.error is None else None, t0)
+        return self._finish(out, kennel, result.image if result is not None and out.error is None else None, t0, data)
 
     def _outcome(self, kennel: KennelConfig, r: FrameResult) -> FrameOutcome:
         """The service's view of a pipeline result: the door is not decided yet."""
@@ -141,7 +145,7 @@ class FrameProcessor:
                            tier="remote" if r.tier == "remote" else "local",
                            model=self.engine.encoder.fingerprint, index_version=r.index_version, animals=r.animals)
         if d is not None:
-            out.score, out.breed, out.best = d.score, d.breed if r.accepted else None, d.best
+            out.score, out.breed, out.best, out.top = d.score, d.breed if r.accepted else None, d.best, d.top
         if r.error is not None:
             self._motion_reset(kennel)
             self.metrics.frame_errors.labels(r.error).inc()
@@ -178,6 +182,7 @@ class FrameProcessor:
 
     def classify(self, data: bytes) -> dict:
         """One image → the gallery's answer, with no door, health gate or log (``POST /v1/classify``)."""
+        self._frame.deadline = None  # this worker thread may have carried a frame with a deadline before
         decider = self.engine.decider
         image = self.engine.encoder.load(data)
         d = decider.decide(self._embed([image]))[0]
@@ -198,7 +203,8 @@ class FrameProcessor:
             self.cascade.close()
         self.decision_log.close()
 
-    def _finish(self, out: FrameOutcome, kennel: KennelConfig, image: Optional[Image.Image], t0: float) -> FrameOutcome:
+    def _finish(self, out: FrameOutcome, kennel: KennelConfig, image: Optional[Image.Image], t0: float,
+                data: bytes = b"") -> FrameOutcome:
         window = self.windows.get(kennel.id, kennel.policy, kennel.admits)
         now = time.monotonic()
         vote = out.species if out.accepted and out.error is None else None
@@ -213,10 +219,15 @@ class FrameProcessor:
         if override is not None:  # staff decide this door; the frame's own answer stays in the reason
             out.door, out.override = override.door, override.action
             out.reason = f"{override.describe()}; the frame: {out.reason}"
+        if data and not out.reused and self.keeper.teachable(out.accepted, out.error is not None, out.health != OK,
+                                                               out.override, out.top):
+            out.kept = self.keeper.keep(out.frame_id, data)  # before the row that says so
         out.latency_ms = (time.perf_counter() - t0) * 1000.0
         logged = self._log(out, image)
         if not logged:
             vote = None
+            if out.kept:
+                self.keeper.forget(out.frame_id)
         if override is not None:
             self.overrides.settle(override, out.frame_id if logged else None)
             self.metrics.override_doors.labels(str(kennel.id), out.door).inc()
@@ -277,7 +288,7 @@ class FrameProcessor:
                 score=out.score, breed=out.breed, accepted=out.accepted, door=out.door, reason=out.reason[:500],
                 error=out.error is not None, health=out.health, reused=out.reused, latency_ms=out.latency_ms,
                 model=out.model, index_version=out.index_version, thumbnail=self._thumbnail(out, image),
-                animals=out.animals or None, override=out.override,
+                animals=out.animals or None, override=out.override, kept=out.kept,
             )
             # Returns once committed (group commit with other frames). A frame past its deadline
             # is withdrawn unwritten and answered "late": the log never says "open" for a frame

@@ -17,8 +17,9 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
 from filelock import FileLock, Timeout
 from sqlalchemy import func, select
@@ -60,6 +61,26 @@ def species_name(raw: str) -> str:
     if not _NAME.match(name):
         raise LibraryError(f"invalid species name {raw!r}: use letters, digits, space, '-' or '_' (max 63)")
     return name
+
+
+class LibraryPhoto(NamedTuple):
+    id: int
+    species: str
+    breed: Optional[str]
+    path: Path
+    source: str  # "upload" | "field"
+    taken_at: Optional[datetime]  # field photos: when the kennel's camera took it
+    frame_id: Optional[str]
+
+
+@dataclass(frozen=True)
+class FieldFrame:
+    """A kept kennel frame that staff labelled: it becomes a field photo."""
+
+    frame_id: str
+    kennel_id: int
+    taken_at: datetime
+    data: bytes
 
 
 @dataclass
@@ -130,6 +151,14 @@ class PhotoLibrary:
             s.flush()
         return sp
 
+    def library_photos(self) -> list[LibraryPhoto]:
+        """Every stored photo with where it came from (what a rebuild composes the gallery of)."""
+        with self.db.session() as s:
+            rows = s.execute(select(Photo.id, Species.name, Photo.breed, Photo.sha256, Photo.suffix, Photo.source,
+                                    Photo.taken_at, Photo.frame_id).join(Species).order_by(Photo.id)).all()
+        return [LibraryPhoto(pid, sp, breed, self.path_of(sha, suf), src, t, fid)
+                for pid, sp, breed, sha, suf, src, t, fid in rows]
+
     def all_photos(self) -> list[tuple[int, str, Optional[str], Path]]:
         """(photo id, species, breed, file) for every stored photo."""
         with self.db.session() as s:
@@ -178,6 +207,41 @@ class PhotoLibrary:
             report.added, report.photos = len(rows), total
             report.version = self.engine.extend(name, group, before_publish=_commit(s))
         return report
+
+    def add_field(self, species: str, frames: Sequence[FieldFrame]) -> int:
+        """Store labelled kennel frames as field photos of ``species``, not indexed yet: the next
+        rebuild decides whether they enter the gallery. A frame labelled again moves to its new
+        species. Returns how many new field photos were stored (exact duplicates are skipped)."""
+        name = species_name(species)
+        ids = [f.frame_id for f in frames]
+        with self.lock, self.db.session() as s:
+            sp = self.ensure_species(s, name)
+            old = list(s.scalars(select(Photo).where(Photo.frame_id.in_(ids))))
+            files = {(p.sha256, p.suffix) for p in old}
+            for p in old:
+                s.delete(p)
+            s.flush()
+            known = set(s.scalars(select(Photo.sha256).where(Photo.species_id == sp.id)))
+            added = 0
+            for f in frames:
+                sha = hashlib.sha256(f.data).hexdigest()
+                if sha in known:
+                    continue
+                known.add(sha)
+                row = self._store(sp.id, f"field/kennel-{f.kennel_id}/{f.frame_id}.jpg", f.data, sha, None)
+                row.source, row.kennel_id, row.taken_at, row.frame_id = "field", f.kennel_id, f.taken_at, f.frame_id
+                s.add(row)
+                added += 1
+            s.commit()
+            self._unlink_unused(s, files)
+        return added
+
+    def field_photos(self) -> list[tuple[int, str, Optional[datetime], str, Path]]:
+        """(photo id, species, taken at, frame id, file) of every field photo."""
+        with self.db.session() as s:
+            rows = s.execute(select(Photo.id, Species.name, Photo.taken_at, Photo.frame_id, Photo.sha256, Photo.suffix)
+                             .join(Species).where(Photo.source == "field").order_by(Photo.id)).all()
+        return [(pid, sp, t, fid, self.path_of(sha, suf)) for pid, sp, t, fid, sha, suf in rows]
 
     def add_folder(self, species: str, folder: Path, on_progress: Progress = None) -> AddReport:
         """Import a folder (breeds in sub-folders) as if its photos were uploaded."""
@@ -301,8 +365,11 @@ class PhotoLibrary:
         for p in store.clean_temporary() + self._clean_uploads():
             done.append(f"removed temporary {p.name}")
         library = self._library_ids()
+        uploads, field = self._library_ids(source="upload"), self._field_ids()
         for version in reversed(store.unpublished()):
-            if _index_ids(store.load(version=version).gallery) == library:  # committed, not yet published
+            staged = {sp: ids - field for sp, ids in _index_ids(store.load(version=version).gallery).items()}
+            # Field photos enter the gallery only by a rebuild that judged them: uploads must match.
+            if {sp: ids for sp, ids in staged.items() if ids} == uploads:  # committed, not yet published
                 store.publish(version)
                 done.append(f"published {version}: it matches the committed library")
                 break
@@ -330,19 +397,26 @@ class PhotoLibrary:
             version = self.engine.replace_gallery(fixed)
             done.append(f"published {version} without photos the library does not have: "
                         + ", ".join(f"{sp} ({len(ids)})" for sp, ids in sorted(phantoms.items())))
-        missing = sum(len(ids - served.get(sp, set())) for sp, ids in library.items())
+        missing = sum(len(ids - served.get(sp, set())) for sp, ids in uploads.items())
         if missing:
             done.append(f"{missing} library photos are not in the index: the next rebuild adds them")
         for line in done:
             log.warning("reconcile: %s", line)
         return done
 
-    def _library_ids(self) -> dict[str, set[str]]:
+    def _library_ids(self, source: Optional[str] = None) -> dict[str, set[str]]:
         out: dict[str, set[str]] = {}
+        q = select(Photo.id, Species.name).join(Species)
+        if source is not None:
+            q = q.where(Photo.source == source)
         with self.db.session() as s:
-            for pid, name in s.execute(select(Photo.id, Species.name).join(Species)):
+            for pid, name in s.execute(q):
                 out.setdefault(name, set()).add(f"photo:{pid}")
         return out
+
+    def _field_ids(self) -> set[str]:
+        with self.db.session() as s:
+            return {f"photo:{pid}" for pid in s.scalars(select(Photo.id).where(Photo.source == "field"))}
 
     def _clean_uploads(self) -> list[Path]:
         gone = list(self.root.glob("*/.upload-*"))

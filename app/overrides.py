@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 
 from app import audit
 from app.auth import Principal
-from app.db.models import Override
+from app.db.models import Override, as_utc
 from app.db.session import Database
 
 ACTIONS = ("open_once", "hold_closed", "lock", "release")
@@ -28,10 +28,6 @@ MAX_MINUTES = 24 * 60.0
 
 class OverrideError(ValueError):
     """A request for an override that cannot be honoured (the message says why)."""
-
-
-def _utc(t: datetime) -> datetime:
-    return t if t.tzinfo is not None else t.replace(tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -55,7 +51,7 @@ class Active:
 
     @classmethod
     def of(cls, row: Override) -> "Active":
-        return cls(row.id, row.kennel_id, row.action, row.reason, row.actor, _utc(row.created_at), _utc(row.expires_at))
+        return cls(row.id, row.kennel_id, row.action, row.reason, row.actor, as_utc(row.created_at), as_utc(row.expires_at))
 
 
 class Overrides:

@@ -241,6 +241,7 @@ class LabelOut(BaseModel):
     door: str
     species: str = Field(..., description="what the door answered")
     agreed: bool = Field(..., description="the door's answer was right")
+    field_photo: bool = Field(False, description="the whole frame was kept: it is now a field photo of the label")
 
 
 class OverrideIn(BaseModel):
@@ -280,6 +281,10 @@ class RebuildOut(BaseModel):
     previous: Optional[str] = None
     photos: Optional[int] = None
     skipped: list[Rejected] = Field(default_factory=list)
+    promoted: Optional[bool] = Field(None, description="False: the new version was worse on held-out field frames")
+    why: Optional[str] = None
+    changes: dict[str, dict] = Field(default_factory=dict, description="per species: photos before, after, field, held out")
+    judgement: Optional[dict] = None
 
 
 class IndexOut(BaseModel):

@@ -16,7 +16,8 @@ from app.db.session import Database
 from app.admission import Admission
 from app.frames import FrameProcessor
 from app.kennels import KennelCache
-from app.library import PhotoLibrary
+from app.kept_frames import FrameKeeper
+from app.library import FieldFrame, PhotoLibrary
 from app.metrics import Metrics
 from app.monitor import Monitoring
 from app.overrides import Active, Overrides
@@ -46,6 +47,11 @@ def make_notifier(settings: Settings) -> Notifier:
     return Notifier(mqtt, WebhookSender(urls) if urls else None, decisions=settings.mqtt_decisions)
 
 
+def keeper_of(settings: Settings) -> FrameKeeper:
+    s = settings
+    return FrameKeeper(s.frames_dir, s.keep_frames, s.keep_frames_mb, s.keep_frames_days, s.keep_margin)
+
+
 class Service:
     def __init__(self, settings: Settings, engine: Optional[Engine] = None) -> None:
         self.settings = settings
@@ -62,8 +68,10 @@ class Service:
         self.notifier = make_notifier(settings)
         self.monitoring = Monitoring(settings, self.db, self.metrics, self.notifier)
         self.overrides = Overrides(self.db)
+        self.keeper = keeper_of(settings)
         self.frames = FrameProcessor(
-            settings, self.engine, self.db, self.windows, self.metrics, self.monitoring, self.notifier, self.overrides
+            settings, self.engine, self.db, self.windows, self.metrics, self.monitoring, self.notifier, self.overrides,
+            self.keeper,
         )
         self.admission = Admission(settings.frames_in_flight, settings.frames_in_flight_per_kennel)
         self.rebuild_status = RebuildStatus()
@@ -104,6 +112,10 @@ class Service:
     def label(self, frame_ids: Sequence[str], species: str, who: Principal) -> list[DecisionRecord]:
         """Record what really stood at the door for these frames (audited, counted, announced)."""
         rows = labels.label(self.db, frame_ids, species, who)
+        kept = [FieldFrame(r.frame_id, r.kennel_id, r.created_at, data) for r in rows
+                if r.kept and (data := self.keeper.read(r.frame_id)) is not None]
+        if kept:  # the kennel's own frames become field photos; the next rebuild judges them
+            self.library.add_field(rows[0].label, kept)
         for r in rows:
             self.metrics.labels.labels(str(labels.agreed(r)).lower()).inc()
             self.notifier.staff(r.kennel_id, "label", {
@@ -163,18 +175,19 @@ class Service:
         return True, f"model {self.engine.encoder.spec.name}, index {d.version}"
 
     # --- rebuild -------------------------------------------------------------------------
-    def start_rebuild(self) -> bool:
-        """Start a rebuild in the background; False if one is already running."""
+    def start_rebuild(self, force: bool = False) -> bool:
+        """Start a rebuild in the background; False if one is already running. ``force``: promote
+        it even if judging finds it worse (an admin's call, audited)."""
         if not self._rebuild_lock.acquire(blocking=False):
             return False
         self.rebuild_status = RebuildStatus("running", started=datetime.now(timezone.utc))
-        threading.Thread(target=self._run_rebuild, name="rebuild", daemon=True).start()
+        threading.Thread(target=self._run_rebuild, args=(force,), name="rebuild", daemon=True).start()
         return True
 
-    def _run_rebuild(self) -> None:
+    def _run_rebuild(self, force: bool = False) -> None:
         status = self.rebuild_status
         try:
-            status.report = rebuild(self.library)
+            status.report = rebuild(self.library, force=force)
             status.state = "done"
             self.update_index_metrics()
         except Exception as exc:  # noqa: BLE001 - the old version keeps serving

@@ -218,9 +218,15 @@ class Engine:
         gallery.add(name, photos, replace=True)
         return self._commit(gallery, self._calibrate(gallery, previous, changed={name}), before_publish)
 
-    def replace_gallery(self, gallery: Gallery, before_publish: BeforePublish = None) -> str:
-        """Store ``gallery`` as the new version with fresh thresholds for every species."""
-        return self._commit(gallery, self._calibrate(gallery), before_publish)
+    def calibrate(self, gallery: Gallery) -> Calibration:
+        """Fresh thresholds for every species of ``gallery`` (nothing is stored)."""
+        return self._calibrate(gallery)
+
+    def replace_gallery(self, gallery: Gallery, before_publish: BeforePublish = None,
+                        calibration: Optional[Calibration] = None) -> str:
+        """Store ``gallery`` as the new version with fresh thresholds for every species (or the
+        ``calibration`` already made for it)."""
+        return self._commit(gallery, calibration or self._calibrate(gallery), before_publish)
 
     def remove_species(self, species: str, before_publish: BeforePublish = None) -> str:
         gallery, previous = self._latest()

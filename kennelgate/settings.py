@@ -96,6 +96,21 @@ class Settings(BaseSettings):
     thumbnail_size: int = 96
     thumbnail_interval_s: float = Field(1.0, description="at most one thumbnail per kennel per this many seconds")
     decision_retention_days: int = Field(90, description="the nightly job deletes older decisions (0 = keep all)")
+    # The field loop: frames worth learning from are kept whole, so staff labels can teach the gallery
+    keep_frames: Literal["none", "teachable", "all"] = Field(
+        "teachable", description="keep the whole frame of: teachable decisions (kept out, low margin, overridden), all, none"
+    )
+    keep_frames_mb: float = Field(2000.0, description="disk budget for kept frames; the oldest go first")
+    keep_frames_days: int = Field(90, description="kept frames older than this are deleted")
+    keep_margin: float = Field(0.05, description="an accepted frame whose runner-up species is this close is teachable")
+    field_days: int = Field(90, description="the rebuild puts field photos of the last N days in the gallery")
+    gallery_cap: int = Field(3000, description="most photos per species in a rebuilt gallery: recent field photos first, "
+                                                 "then a replay sample of older ones")
+    field_holdout: float = Field(0.25, description="share of labelled field scenes held out to judge a rebuild")
+    rebuild_wrong_weight: float = Field(
+        10.0, description="judging a rebuild, one frame let in as the wrong species costs as much as this many right "
+        "animals kept out: a new gallery is promoted only if its cost on held-out frames is not higher"
+    )
     encoder_batch: int = Field(8, description="frames of different kennels that may share one encoder run (1 = no batching)")
     encoder_linger_ms: float = Field(2.0, description="how long a frame waits for others to share its encoder run")
     frame_deadline_ms: float = Field(
@@ -177,6 +192,11 @@ class Settings(BaseSettings):
     @property
     def photos_dir(self) -> Path:
         return self.home / "photos"
+
+    @property
+    def frames_dir(self) -> Path:
+        """Whole frames kept for learning (``keep_frames``)."""
+        return self.home / "frames"
 
     @property
     def db_url(self) -> str:

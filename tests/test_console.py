@@ -199,7 +199,7 @@ def test_overrides_labels_and_roles_over_rest(server_env, start_server):
     # Labels: a known species or other; unknown frames and species are refused with a reason.
     r = c.post(f"/v1/decisions/{first['frame_id']}/label", json={"species": "other"}, headers=staff)
     assert r.status_code == 200 and r.json() == {"frame_id": first["frame_id"], "label": "other", "door": "closed",
-                                                 "species": "other", "agreed": True}
+                                                 "species": "other", "agreed": True, "field_photo": True}
     r = c.post(f"/v1/decisions/{opened['frame_id']}/label", json={"species": "fox"}, headers=staff)
     assert r.status_code == 422 and "no species 'fox'" in r.json()["detail"]
     r = c.post("/v1/decisions/labels", json={"frame_ids": [opened["frame_id"], "nope"], "species": "other"}, headers=staff)

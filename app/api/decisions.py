@@ -79,7 +79,7 @@ def label_frame(frame_id: str, body: LabelIn, service: ServiceDep, who: Principa
     except LabelError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND if exc.missing else status.HTTP_422_UNPROCESSABLE_ENTITY,
                             str(exc)) from None
-    return LabelOut(frame_id=r.frame_id, label=r.label, door=r.door, species=r.species, agreed=agreed(r))
+    return _out(r)
 
 
 @router.post("/labels", response_model=list[LabelOut], summary="Label several frames at once (all or nothing)")
@@ -89,4 +89,9 @@ def label_frames(body: LabelsIn, service: ServiceDep, who: Principal = Depends(r
     except LabelError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND if exc.missing else status.HTTP_422_UNPROCESSABLE_ENTITY,
                             str(exc)) from None
-    return [LabelOut(frame_id=r.frame_id, label=r.label, door=r.door, species=r.species, agreed=agreed(r)) for r in rows]
+    return [_out(r) for r in rows]
+
+
+def _out(r: DecisionRecord) -> LabelOut:
+    return LabelOut(frame_id=r.frame_id, label=r.label, door=r.door, species=r.species, agreed=agreed(r),
+                    field_photo=r.kept)

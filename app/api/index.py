@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, status
+from dataclasses import asdict
+
+from fastapi import APIRouter, Depends, HTTPException, Query, status
 
 from app import audit
 from app.api.deps import Admin, ServiceDep, require_admin
@@ -19,6 +21,9 @@ def _rebuild_out(service) -> RebuildOut:
         state=st.state, started=st.started, finished=st.finished, error=st.error,
         version=r.version if r else None, previous=r.previous if r else None, photos=r.photos if r else None,
         skipped=[Rejected(file=f, reason=why) for f, why in (r.skipped if r else [])],
+        promoted=r.promoted if r else None, why=r.why if r else None, changes=r.changes if r else {},
+        judgement={k: asdict(v) for k, v in (("field", r.field_judgement), ("uploads", r.upload_judgement)) if v}
+        if r else None,
     )
 
 
@@ -36,11 +41,13 @@ def get_index(service: ServiceDep) -> IndexOut:
 
 
 @router.post("/rebuild", response_model=RebuildOut, status_code=202, summary="Re-embed every photo and swap the index in")
-def start_rebuild(service: ServiceDep, who: Principal = Depends(require_admin)) -> RebuildOut:
-    if not service.start_rebuild():
+def start_rebuild(service: ServiceDep, who: Principal = Depends(require_admin),
+                  force: bool = Query(False, description="promote even if judging finds it worse (audited)")) -> RebuildOut:
+    if not service.start_rebuild(force):
         raise HTTPException(status.HTTP_409_CONFLICT, "a rebuild is already running")
     with service.db.session() as s:
-        audit.event(s, who, "rebuild", "index", {"serving": service.engine.serving.version if service.engine.serving else None})
+        audit.event(s, who, "rebuild", "index", {"serving": service.engine.serving.version if service.engine.serving else None,
+                                                 "force": force})
     return _rebuild_out(service)
 
 

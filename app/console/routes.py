@@ -96,7 +96,8 @@ def review_page(
     outcome: str = "rejected", hours: Optional[float] = Query(None, gt=0), page_no: int = Query(0, ge=0, alias="page"),
 ) -> HTMLResponse:
     rows = views.decisions(service, kennel, outcome, hours, limit=100, offset=100 * page_no)
-    return page(request, "review.html", who, rows=rows, kennels=views.kennels(service, frames=0), kennel=kennel,
+    kennels = views.kennel_names(service)
+    return page(request, "review.html", who, rows=rows, kennels=kennels, names=dict(kennels), kennel=kennel,
                 outcome=outcome, outcomes=views.OUTCOMES, hours=hours, page_no=page_no,
                 choices=views.label_choices(service))
 

@@ -8,7 +8,7 @@ from typing import Optional
 
 from sqlalchemy import select
 
-from app.db.models import Alert, DecisionRecord, Kennel, Photo, Token
+from app.db.models import Alert, DecisionRecord, Kennel, Photo, Token, as_utc
 from app.overrides import Active
 from app.service import Service
 from index.folders import OTHER
@@ -21,6 +21,7 @@ OUTCOMES = {
     "opened": "door opened",
     "faults": "camera faults",
     "errors": "errors (bad frame, internal, late)",
+    "teaching": "frames kept whole: a label teaches the gallery",
     "overridden": "a staff override decided",
     "labelled": "labelled by staff",
     "unlabelled": "not labelled yet",
@@ -67,6 +68,11 @@ def kennels(service: Service, frames: int = 6, kennel_id: Optional[int] = None) 
     return out
 
 
+def kennel_names(service: Service) -> list[tuple[int, str]]:
+    with service.db.session() as s:
+        return [tuple(r) for r in s.execute(select(Kennel.id, Kennel.name).order_by(Kennel.id))]
+
+
 def kennel(service: Service, kennel_id: int) -> Optional[KennelView]:
     found = kennels(service, frames=12, kennel_id=kennel_id)
     return found[0] if found else None
@@ -85,7 +91,7 @@ def door_history(service: Service, kennel_id: int, limit: int = 40) -> list[Door
     for o in service.overrides.history(kennel_id, limit):
         end = f"; ended {o.ended_at:%H:%M:%S} ({o.ended_by})" if o.ended_at and o.action != "release" else ""
         why = f" — {o.reason}" if o.reason else ""
-        events.append(DoorEvent(_utc(o.created_at), f"override {o.action.replace('_', ' ')}{why}{end}", o.actor))
+        events.append(DoorEvent(as_utc(o.created_at), f"override {o.action.replace('_', ' ')}{why}{end}", o.actor))
     with service.db.session() as s:
         rows = s.execute(select(DecisionRecord.created_at, DecisionRecord.door, DecisionRecord.species,
                                 DecisionRecord.override)
@@ -95,7 +101,7 @@ def door_history(service: Service, kennel_id: int, limit: int = 40) -> list[Door
     for prev, cur in zip(rows, rows[1:]):
         if cur.door != prev.door:
             by = f"staff override ({cur.override})" if cur.override else f"frames ({cur.species})"
-            events.append(DoorEvent(_utc(cur.created_at), f"door {cur.door}", by))
+            events.append(DoorEvent(as_utc(cur.created_at), f"door {cur.door}", by))
     events.sort(key=lambda e: e.at, reverse=True)
     return events[:limit]
 
@@ -113,6 +119,7 @@ def decisions(service: Service, kennel_id: Optional[int], outcome: str, hours: O
         "opened": q.where(D.door == "open"),
         "faults": q.where(D.health != "ok"),
         "errors": q.where(D.error.is_(True)),
+        "teaching": q.where(D.kept.is_(True), D.label.is_(None)),
         "overridden": q.where(D.override.is_not(None)),
         "labelled": q.where(D.label.is_not(None)),
         "unlabelled": q.where(D.label.is_(None), D.error.is_(False)),
@@ -144,7 +151,4 @@ def tokens(service: Service) -> list[Token]:
         s.expunge_all()
         return list(rows)
 
-
-def _utc(t: datetime) -> datetime:
-    return t if t.tzinfo is not None else t.replace(tzinfo=timezone.utc)
 

@@ -39,6 +39,11 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def as_utc(t: datetime) -> datetime:
+    """SQLite hands back naive datetimes (stored as UTC), PostgreSQL aware ones: make them alike."""
+    return t if t.tzinfo is not None else t.replace(tzinfo=timezone.utc)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
@@ -84,6 +89,11 @@ class Photo(Base):
     original_name: Mapped[str] = mapped_column(String(500))
     size_bytes: Mapped[int] = mapped_column(Integer)
     added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # "upload": staff uploaded it; "field": a kennel's own frame that staff labelled (the field loop)
+    source: Mapped[str] = mapped_column(String(10), default="upload", server_default="upload")
+    kennel_id: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)  # field photos: where and when
+    taken_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True), nullable=True)
+    frame_id: Mapped[Optional[str]] = mapped_column(String(32), nullable=True, index=True)
     species: Mapped[Species] = relationship(back_populates="photos")
 
     @property
@@ -137,6 +147,7 @@ class DecisionRecord(Base):
     labelled_by: Mapped[Optional[str]] = mapped_column(String(200), nullable=True)
     labelled_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True), nullable=True)
     override: Mapped[Optional[str]] = mapped_column(String(20), nullable=True)  # a staff override set the door
+    kept: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # the whole frame was kept
 
 
 class Override(Base):

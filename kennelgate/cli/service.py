@@ -82,14 +82,17 @@ def db_current() -> None:
 
 @db_app.command("prune")
 def db_prune(days: Optional[int] = typer.Option(None, help="Keep this many days (default: settings).")) -> None:
-    """Delete decision-log rows older than the retention period."""
+    """Delete decision-log rows older than the retention period, and kept frames older than theirs."""
     from app.db.session import Database
     from app.housekeeping import prune_decisions
+    from app.service import keeper_of
 
     s = _settings()
     keep = s.decision_retention_days if days is None else days
     n = prune_decisions(Database(s.db_url), keep)
     console.print(f"deleted {n} decision(s) older than {keep} days" if keep else "retention is 0: nothing deleted")
+    frames = keeper_of(s).prune()
+    console.print(f"deleted {frames} kept frame(s) older than {s.keep_frames_days} days")
 
 
 def _safe_url(url: str) -> str:
@@ -99,7 +102,9 @@ def _safe_url(url: str) -> str:
 
 
 @index_app.command("rebuild")
-def index_rebuild() -> None:
+def index_rebuild(
+    force: bool = typer.Option(False, help="Promote the new version even if judging on held-out photos finds it worse."),
+) -> None:
     """Re-embed every stored photo with the current model and swap the new index in atomically.
 
     Safe while the API serves: it keeps answering from the old version until the swap, and a crash
@@ -110,18 +115,20 @@ def index_rebuild() -> None:
     library = _library()
     library.engine.encoder
     with progress_bar("re-embedding", len(library.all_photos())) as advance:
-        report = rebuild(library, on_progress=advance)
+        report = rebuild(library, on_progress=advance, force=force)
     if not report.version:
         console.print("no photos stored and no index yet: nothing to rebuild")
         return
-    table = Table("species", "photos")
-    for name, n in report.species.items():
-        table.add_row(name, str(n))
+    table = Table("species", "photos before", "after", "of which field photos", "field held out to judge")
+    for name, c in report.changes.items():
+        table.add_row(name, str(c["before"]), str(c["after"]), str(c["field"]), str(c["held_out"]))
     console.print(table)
     _print_rejected(report.skipped)
-    console.print(
-        f"index {report.previous or '(none)'} → [bold]{report.version}[/bold]: {report.photos} photos in {report.seconds:.1f}s"
-    )
+    if report.promoted:
+        console.print(f"index {report.previous or '(none)'} → [bold]{report.version}[/bold]: "
+                      f"{report.photos} photos in {report.seconds:.1f}s; {report.why}")
+    else:
+        console.print(f"[yellow]not promoted[/yellow]: {report.why}")
 
 
 @index_app.command("status")

@@ -1,4 +1,5 @@
-"""staff console: door overrides, a general audit trail, and staff labels on decisions
+"""staff console and field loop: door overrides, a general audit trail, staff labels on
+decisions, kept frames, and field photos (labelled frames from a kennel's own camera)
 
 Revision ID: 0005
 Revises: 0004
@@ -46,11 +47,22 @@ def upgrade() -> None:
         batch.add_column(sa.Column("labelled_by", sa.String(200), nullable=True))
         batch.add_column(sa.Column("labelled_at", sa.DateTime(timezone=True), nullable=True))
         batch.add_column(sa.Column("override", sa.String(20), nullable=True))
+        batch.add_column(sa.Column("kept", sa.Boolean(), nullable=False, server_default=sa.false()))
+    with op.batch_alter_table("photos") as batch:
+        batch.add_column(sa.Column("source", sa.String(10), nullable=False, server_default="upload"))
+        batch.add_column(sa.Column("kennel_id", sa.Integer(), nullable=True))
+        batch.add_column(sa.Column("taken_at", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("frame_id", sa.String(32), nullable=True))
+        batch.create_index("ix_photos_frame_id", ["frame_id"])
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("photos") as batch:
+        batch.drop_index("ix_photos_frame_id")
+        for column in ("frame_id", "taken_at", "kennel_id", "source"):
+            batch.drop_column(column)
     with op.batch_alter_table("decisions") as batch:
-        for column in ("override", "labelled_at", "labelled_by", "label"):
+        for column in ("kept", "override", "labelled_at", "labelled_by", "label"):
             batch.drop_column(column)
     op.drop_index("ix_audit_events_created_at", "audit_events")
     op.drop_table("audit_events")
