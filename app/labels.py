@@ -27,11 +27,6 @@ class LabelError(ValueError):
         self.missing = missing
 
 
-def known_species(db: Database) -> list[str]:
-    with db.session() as s:
-        return sorted(s.scalars(select(Species.name)).all())
-
-
 def label(db: Database, frame_ids: Sequence[str], species: str, who: Principal) -> list[DecisionRecord]:
     """Label every frame in ``frame_ids`` as ``species``, in one transaction (all or nothing)."""
     try:

@@ -161,11 +161,7 @@ class PhotoLibrary:
 
     def all_photos(self) -> list[tuple[int, str, Optional[str], Path]]:
         """(photo id, species, breed, file) for every stored photo."""
-        with self.db.session() as s:
-            rows = s.execute(
-                select(Photo.id, Species.name, Photo.breed, Photo.sha256, Photo.suffix).join(Species).order_by(Photo.id)
-            ).all()
-        return [(pid, sp, breed, self.path_of(sha, suf)) for pid, sp, breed, sha, suf in rows]
+        return [(r.id, r.species, r.breed, r.path) for r in self.library_photos()]
 
     # --- changes -------------------------------------------------------------------------
     def add(self, species: str, candidates: Sequence[Candidate], on_progress: Progress = None) -> AddReport:
@@ -235,13 +231,6 @@ class PhotoLibrary:
             s.commit()
             self._unlink_unused(s, files)
         return added
-
-    def field_photos(self) -> list[tuple[int, str, Optional[datetime], str, Path]]:
-        """(photo id, species, taken at, frame id, file) of every field photo."""
-        with self.db.session() as s:
-            rows = s.execute(select(Photo.id, Species.name, Photo.taken_at, Photo.frame_id, Photo.sha256, Photo.suffix)
-                             .join(Species).where(Photo.source == "field").order_by(Photo.id)).all()
-        return [(pid, sp, t, fid, self.path_of(sha, suf)) for pid, sp, t, fid, sha, suf in rows]
 
     def add_folder(self, species: str, folder: Path, on_progress: Progress = None) -> AddReport:
         """Import a folder (breeds in sub-folders) as if its photos were uploaded."""
@@ -365,7 +354,8 @@ class PhotoLibrary:
         for p in store.clean_temporary() + self._clean_uploads():
             done.append(f"removed temporary {p.name}")
         library = self._library_ids()
-        uploads, field = self._library_ids(source="upload"), self._field_ids()
+        uploads = self._library_ids(source="upload")
+        field = set().union(*self._library_ids(source="field").values())
         for version in reversed(store.unpublished()):
             staged = {sp: ids - field for sp, ids in _index_ids(store.load(version=version).gallery).items()}
             # Field photos enter the gallery only by a rebuild that judged them: uploads must match.
@@ -413,10 +403,6 @@ class PhotoLibrary:
             for pid, name in s.execute(q):
                 out.setdefault(name, set()).add(f"photo:{pid}")
         return out
-
-    def _field_ids(self) -> set[str]:
-        with self.db.session() as s:
-            return {f"photo:{pid}" for pid in s.scalars(select(Photo.id).where(Photo.source == "field"))}
 
     def _clean_uploads(self) -> list[Path]:
         gone = list(self.root.glob("*/.upload-*"))

@@ -175,8 +175,7 @@ def _a_b(engine, serving, chosen: dict[str, list[int]], out: set[int], vectors: 
     """Deciders for the serving version's photos and for the new gallery's, both without the
     held-out photos ``out`` and freshly calibrated: what judging compares."""
     known = set(vectors)
-    before = {name: [pid for pid in (int(x.split(":")[1]) for x in p.ids if x.startswith("photo:"))
-                     if pid in known and pid not in out]
+    before = {name: [pid for pid in _photo_ids(p.ids) if pid in known and pid not in out]
               for name, p in serving.gallery.species.items()}
     after = {name: [i for i in ids if i not in out] for name, ids in chosen.items()}
     deciders = []
@@ -221,7 +220,8 @@ def rebuild(library: PhotoLibrary, on_progress: Optional[Callable[[int], None]] 
         by_id = {r.id: r for r in now}
         for name in sorted(set(chosen) | set(serving.gallery.species if serving else {})):
             ids = chosen.get(name, []) if name in gallery.species else []
-            report.species.update({name: len(ids)} if ids else {})
+            if ids:
+                report.species[name] = len(ids)
             report.changes[name] = {
                 "before": len(serving.gallery.species[name]) if serving and name in serving.gallery.species else 0,
                 "after": len(ids), "field": sum(by_id[i].source == "field" for i in ids),
@@ -230,8 +230,7 @@ def rebuild(library: PhotoLibrary, on_progress: Optional[Callable[[int], None]] 
         if any(r.source == "field" for r in now) and serving is not None:
             # Judges: held-out field scenes the serving version already took in (labels trusted
             # before tonight: a new batch never judges itself), and a sample of uploaded photos.
-            served = {int(x.split(":")[1]) for p in serving.gallery.species.values() for x in p.ids
-                      if x.startswith("photo:")}
+            served = {pid for p in serving.gallery.species.values() for pid in _photo_ids(p.ids)}
             judged_field = [by_id[i] for i in sorted(holdout) if i in served]
             uploads = [r for r in now if r.source == "upload"]
             sample = held_out(uploads, vectors, UPLOAD_JUDGE_SHARE, settings.twin_cosine, cap=UPLOAD_JUDGE_CAP)
@@ -264,6 +263,11 @@ def rebuild(library: PhotoLibrary, on_progress: Optional[Callable[[int], None]] 
     log.info("rebuilt index %s → %s (%s): %d photos in %.1fs; %s", report.previous, report.version,
              "promoted" if report.promoted else "not promoted", report.photos, report.seconds, report.why)
     return report
+
+
+def _photo_ids(gallery_ids) -> list[int]:
+    """Library photo ids of a gallery's entries (``photo:<id>``; entries built without the library have none)."""
+    return [int(x.split(":", 1)[1]) for x in gallery_ids if x.startswith("photo:")]
 
 
 def _serving(engine):
