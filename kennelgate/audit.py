@@ -159,6 +159,24 @@ def label_probabilities(vectors: np.ndarray, labels: np.ndarray, groups: np.ndar
             top = -np.partition(-sims[:, c], kk - 1, axis=1)[:, :kk]
             top = np.where(np.isfinite(top), top, -1.0)
             scores[start : start + 1024, j] = top.mean(1)
+    return _softmax(scores)
+
+
+def probabilities_against(queries: np.ndarray, vectors: np.ndarray, labels: np.ndarray, names: Sequence[str],
+                          k: int = K) -> np.ndarray:
+    """``p[i, j]`` as in ``label_probabilities``, for photos outside the tree (a test set against
+    the gallery): nothing to leave out."""
+    scores = np.full((len(queries), len(names)), -1.0, np.float32)
+    sims = queries @ vectors.T
+    for j, s in enumerate(names):
+        c = np.flatnonzero(labels == s)
+        kk = min(k, len(c))
+        if kk:
+            scores[:, j] = -np.partition(-sims[:, c], kk - 1, axis=1)[:, :kk].mean(1)
+    return _softmax(scores)
+
+
+def _softmax(scores: np.ndarray) -> np.ndarray:
     z = (scores - scores.max(1, keepdims=True)) / TEMPERATURE
     p = np.exp(z)
     return p / p.sum(1, keepdims=True)

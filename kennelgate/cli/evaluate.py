@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import typer
 from rich.table import Table
 
@@ -96,11 +97,19 @@ def evaluate_cmd(
     summary = result.summary()
     summary["health_refused"] = sum(1 for a in answers if a.error is None and not a.health.ok)
     summary["skipped_files"] = [{"file": f, "reason": r} for f, r in grej + trej]
+    analysis = None
+    if report:
+        analysis = _error_analysis(engine, decider, tkept, decisions)
+        summary["error_analysis"] = analysis.as_dict()
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(summary, indent=2))
     if report:
+        from kennelgate.error_analysis import write_section
+
         path = write_report(result, report)
+        with path.open("a") as f:
+            f.write("\n" + "\n".join(write_section(analysis, report)) + "\n")
         console.print(f"report: {path}")
     t = Table("metric", "value")
     for key in ("accuracy", "known_accept_rate", "wrong_accept_rate", "unknown_reject_rate", "unknown_accept_rate", "auroc"):
@@ -111,6 +120,21 @@ def evaluate_cmd(
         _visits(engine, decider, tkept, visits, report)
     if corruptions:
         _corruption_suite(engine, decider, tkept, only, severities, report)
+
+
+def _error_analysis(engine, decider, photos, decisions):
+    from kennelgate.error_analysis import analyse, read_conditions
+
+    ids = [str(p.path) for p in photos]
+    with progress_bar("error analysis", 2) as advance:
+        conditions = read_conditions(ids)
+        advance(1)
+        embed = lambda paths: np.concatenate(  # noqa: E731
+            [engine.encoder.embed(paths[i : i + 32]).vectors for i in range(0, len(paths), 32)])
+        analysis = analyse([p.species for p in photos], decisions, ids, decider.gallery, embed, conditions,
+                           engine.settings.twin_cosine)
+        advance(1)
+    return analysis
 
 
 def _visits(engine, decider, photos, frames: int, report: Optional[Path]) -> None:
