@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
 import numpy as np
+from PIL import Image
 
 from embedder import registry
 from embedder.batch import embed_sources
@@ -24,6 +25,7 @@ from index.gallery import Gallery, SpeciesPhotos
 from index.store import GalleryError, GalleryStore, Snapshot
 from kennelgate import health_detector as detectors
 from kennelgate.health import Health, HealthThresholds
+from kennelgate.health_features import FrameFeatures, frame_features
 from kennelgate.deciders import calibrate_from, decider_from
 from kennelgate.faults import crash_point
 from kennelgate.health_detector import FaultDetector
@@ -273,11 +275,13 @@ class Engine:
         return True
 
     def pipeline(
-        self, embed: Optional[Embed] = None, big_tier: Optional[BigTier] = None, decider: Optional[Decider] = None
+        self, embed: Optional[Embed] = None, big_tier: Optional[BigTier] = None, decider: Optional[Decider] = None,
+        features: Optional[Callable[[Image.Image], FrameFeatures]] = None,
     ) -> FramePipeline:
         """The frame pipeline on this engine's encoder, gallery and fault detectors (read per call,
         so a new gallery version or retrained detector is used from the next frame on).
-        ``decider``: a fixed one instead (an evaluation's own gallery)."""
+        ``decider``: a fixed one instead (an evaluation's own gallery). ``embed``, ``features``:
+        memoised ones (a study that runs the same frames in every trial)."""
         s = self.settings
         return FramePipeline(
             decode=lambda source: self.encoder.load(source),
@@ -288,6 +292,7 @@ class Engine:
             big_tier=big_tier,
             cascade_margin=s.cascade_margin,
             counter=lambda: self.animal_detector,
+            features=features or frame_features,
         )
 
     def classify(

@@ -35,6 +35,7 @@ from embedder.images import ImageError, ImageLimits, ImageSource
 from index.decision import Decider, Decision
 from index.folders import OTHER
 from kennelgate.health import FreezeDetector, Health, HealthThresholds, check
+from kennelgate.health_features import FrameFeatures, frame_features
 from kennelgate.health_detector import FaultDetector
 from kennelgate.motion import Anchor, MotionGate, grey_thumb, thumbnail
 
@@ -132,8 +133,10 @@ class FramePipeline:
         cascade_margin: float = 0.0,
         workers: int = 2,
         counter: Optional[Callable[[], Optional[Detector]]] = None,
+        features: Callable[[Image.Image], FrameFeatures] = frame_features,
     ) -> None:
         self.decode, self.embed, self.decider, self.detector = decode, embed, decider, detector
+        self.features = features  # the health gate's frame statistics
         self.limits = limits
         self.big_tier, self.cascade_margin = big_tier, cascade_margin
         self.workers = workers
@@ -207,7 +210,7 @@ class FramePipeline:
             if image is None:
                 image = self.decode(w.data if w.data is not None else frame)
             w.result.image = image
-            verdict = check(image, health, detector)
+            verdict = check(image, health, detector, self.features)
             if not verdict.ok:
                 return self._fault(w, verdict)
             w.image = image

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 from PIL import Image, ImageEnhance
@@ -41,6 +41,15 @@ def live_frame(image: Image.Image, rng: np.random.Generator, size: tuple[int, in
     buf = io.BytesIO()
     Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=int(rng.integers(70, 92)))
     return buf.getvalue()
+
+
+def live_batches(images: Sequence[Image.Image], frames: int, seed: int = 0,
+                 size: tuple[int, int] = (426, 320)) -> Iterator[list[bytes]]:
+    """Frame j of every visit, for j in 0..frames-1: one camera (random stream) per visit, so the
+    same seed gives the same frames."""
+    rngs = [np.random.default_rng([seed, i]) for i in range(len(images))]
+    for _ in range(frames):
+        yield [live_frame(im, rng, size) for im, rng in zip(images, rngs)]
 
 
 @dataclass
@@ -84,16 +93,16 @@ def run_visits(
     seed: int = 0,
     size: tuple[int, int] = (426, 320),
     on_progress: Optional[Callable[[int], None]] = None,
+    batches: Optional[Iterable[list[bytes]]] = None,
 ) -> tuple[list[VisitResult], VisitSummary]:
     """Each image one visit of ``frames`` frames at 20 fps. Frame j of every visit is run
-    together, so visits share encoder batches; each visit keeps its own camera and door."""
-    rngs = [np.random.default_rng([seed, i]) for i in range(len(images))]
+    together, so visits share encoder batches; each visit keeps its own camera and door.
+    ``batches``: the frames already made by ``live_batches`` (a study reuses them across trials)."""
     truth = [t if t in known else OTHER for t in truths]
     cameras = [Camera(motion()) for _ in images]
     doors = [DoorWindow(policy, frozenset(known)) for _ in images]
     results = [VisitResult(t, frames=frames) for t in truth]
-    for j in range(frames):
-        batch = [live_frame(im, rng, size) for im, rng in zip(images, rngs)]
+    for j, batch in enumerate(batches if batches is not None else live_batches(images, frames, seed, size)):
         for i, r in enumerate(pipeline.run(batch, cameras, health)):
             v = results[i]
             if r.accepted and r.species == v.truth:

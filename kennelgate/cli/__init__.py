@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from kennelgate.cli import common, data, evaluate, gallery, models, service
+from kennelgate.cli import common, data, evaluate, gallery, models, service, tune
 from kennelgate.cli.common import _library  # noqa: F401  (scripts and tests open the library this way)
 
 app = typer.Typer(help="KennelGate: which animal is at the kennel door? (retrieval + open-set)", no_args_is_help=True)
@@ -21,4 +21,5 @@ app.add_typer(models.health_app, name="health")
 app.command()(evaluate.classify)
 app.command("eval")(evaluate.evaluate_cmd)
 app.command()(evaluate.bench)
+app.command()(tune.tune)
 app.command()(service.serve)
