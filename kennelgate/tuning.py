@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -97,8 +97,34 @@ class VectorCache:
             self.dirty = False
 
 
+@dataclass
+class VisitSet:
+    """Visits of a study: one per photo, with its truth and its live frames (made once)."""
+
+    name: str
+    photos: list[LabeledPhoto]
+    truths: list[str]
+    images: list[Image.Image]
+    seed: int
+    frames: list[list[bytes]] = field(default_factory=list)
+
+    @property
+    def known(self) -> int:
+        return sum(t != OTHER for t in self.truths)
+
+    @property
+    def unknown(self) -> int:
+        return sum(t == OTHER for t in self.truths)
+
+
 class Workbench:
-    """The data of a study (gallery and test split, visit images) and what each trial needs."""
+    """The data of a study (gallery and test split, visit images) and what each trial needs.
+
+    The test photos (twin groups held out of the gallery) give two sets of visits: ``search``,
+    which every trial is scored on, and ``confirm``, other photos of the same held-out groups,
+    on which the front is checked once the search is over (a point picked as the best of many
+    on the same visits looks better than it is). The unknowns are in both, with other frames.
+    """
 
     def __init__(
         self, settings: Settings, known: Sequence[LabeledPhoto], unknown: Sequence[LabeledPhoto], cache_dir: Path,
@@ -125,14 +151,19 @@ class Workbench:
         is_test = test_group[groups]
         self.gallery_photos = [p for p, t in zip(self.known, is_test) if not t]
         test = [p for p, t in zip(self.known, is_test) if t]
-        test = [test[i] for i in sorted(rng.permutation(len(test))[:visits])]
-        self.test = test + list(unknown)
-        self.truths = [p.species for p in test] + [OTHER] * len(unknown)
-        self.ids = [str(p.path) for p in self.test]
-        self.images = [to_work_size(base.encoder.load(p.path)) for p in self.test]
-        self._batches: Optional[list[list[bytes]]] = None
+        order = rng.permutation(len(test))
         self._features: dict[str, FrameFeatures] = {}
         self.species = sorted({p.species for p in self.gallery_photos})
+
+        def visit_set(name: str, rows: np.ndarray, seed_: int) -> VisitSet:
+            photos = [test[i] for i in sorted(rows)] + list(unknown)
+            images = [to_work_size(base.encoder.load(p.path)) for p in photos]
+            return VisitSet(name, photos, [p.species for p in photos[: len(rows)]] + [OTHER] * len(unknown),
+                            images, seed_)
+
+        self.search = visit_set("search", order[:visits], seed)
+        held = order[visits : 2 * visits]
+        self.confirm = visit_set("confirm", held, seed + 1) if len(held) else None
 
     def engine(self, model: str, providers: str) -> Engine:
         key = (model, providers)
@@ -177,7 +208,8 @@ class Workbench:
             engine = self.engine(model, providers)
             pipeline = engine.pipeline(decider=decider_from(engine.settings, self.gallery(model)))
             rng = np.random.default_rng(self.seed)
-            frames = [live_frame(self.images[i % len(self.images)], rng, (426, 320)) for i in range(LATENCY_FRAMES + 5)]
+            images = self.search.images
+            frames = [live_frame(images[i % len(images)], rng, (426, 320)) for i in range(LATENCY_FRAMES + 5)]
             times = []
             for j, frame in enumerate(frames):
                 t0 = time.perf_counter()
@@ -194,17 +226,18 @@ class Workbench:
             self._features[key] = frame_features(image)
         return self._features[key]
 
-    def batches(self) -> list[list[bytes]]:
+    def batches(self, visits: VisitSet) -> list[list[bytes]]:
         """The visits' live frames, made once: every trial sees the same camera frames."""
-        if self._batches is None:
-            self._batches = []
-            for j, batch in enumerate(live_batches(self.images, self.frames, self.seed)):
-                self._batches.append(batch)
-                self.on_progress("making live frames", j + 1, self.frames)
-        return self._batches
+        if not visits.frames:
+            for j, batch in enumerate(live_batches(visits.images, self.frames, visits.seed)):
+                visits.frames.append(batch)
+                self.on_progress(f"making live frames ({visits.name})", j + 1, self.frames)
+        return visits.frames
 
-    def run(self, params: dict) -> TrialResult:
-        """One trial: visits through the pipeline with these settings, and the measured latency."""
+    def run(self, params: dict, visits: Optional[VisitSet] = None) -> TrialResult:
+        """One trial: visits (``search`` unless told) through the pipeline with these settings,
+        and the measured latency."""
+        visits = visits or self.search
         s = self.settings.model_copy(update=params)
         model = params["model"]
         gallery = self.gallery(model)
@@ -214,9 +247,9 @@ class Workbench:
                                    decider=decider_from(s, gallery), features=self.features)
         policy = WindowPolicy(s.window_k, s.window_n, s.window_seconds)
         _, summary = run_visits(
-            pipeline, self.images, self.truths, self.ids, set(self.species), policy,
+            pipeline, visits.images, visits.truths, [str(p.path) for p in visits.photos], set(self.species), policy,
             lambda: MotionGate(s.motion_threshold, s.motion_max_skip, s.motion_idle_after, s.motion_idle_every),
-            frames=self.frames, health=s.health, batches=self.batches(),
+            frames=self.frames, health=s.health, batches=self.batches(visits),
         )
         cache.save()
         known = summary.known_visits

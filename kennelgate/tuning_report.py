@@ -63,8 +63,9 @@ def write(report: dict, out: Path) -> Path:
         "",
         "![Pareto front](pareto.png)",
         "",
-        "| | model / runtime, k, threshold target, window | admitted " + within(report["frames"]) + " | wrong opens (known / unknown) | frames right | latency |",
-        "|---|---|---|---|---|---|",
+        "| | model / runtime, k, threshold target, window | admitted " + within(report["frames"])
+        + " | wrong opens (known / unknown) | frames right | latency | held-out visits: admitted, wrong opens |",
+        "|---|---|---|---|---|---|---|",
     ]
     d = report.get("default")
     on_front = d is not None and any(r["number"] == d["number"] for r in report["front"])
@@ -73,8 +74,13 @@ def write(report: dict, out: Path) -> Path:
         for r in report["front"]]
     for name, r in rows:
         lines.append(f"| {name} | {label(r)} | {pct(r['admitted'])} | {pct(r['wrong_open_known'])} / "
-                     f"{pct(r['wrong_open_unknown'])} | {pct(r['frame_right'])} | {r['latency_ms']:.1f} ms |")
+                     f"{pct(r['wrong_open_unknown'])} | {pct(r['frame_right'])} | {r['latency_ms']:.1f} ms | "
+                     + (f"{pct(r['confirm']['admitted'])}, {pct(r['confirm']['wrong_open'])} |" if "confirm" in r else "— |"))
     lines += ["", report["verdict"], ""]
+    if report.get("confirm_known_visits"):
+        lines += [f"Held-out visits: {report['confirm_known_visits']} other right-animal photos of the test groups "
+                  f"(never scored during the search) and the same {report['unknown_visits']} unknowns with other "
+                  "frames: the front's figures there are the ones to expect, not the search's best.", ""]
     if report.get("chosen"):
         lines += [f"`--apply` (best admitted within {report['max_ms']:g} ms) writes: "
                   + ", ".join(f"`{k}={round(v, 4) if isinstance(v, float) else v}`"

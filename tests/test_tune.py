@@ -75,6 +75,11 @@ def test_tune_study_reports_front_resumes_and_applies(tmp_path, model_cache, def
     assert out["front"] and all(r in feasible for r in out["front"])  # a loose limit: this tiny study is about plumbing
     assert (report / "pareto.png").stat().st_size > 1000 and "Pareto" in (report / "tune.md").read_text()
     assert f"KENNELGATE_K={out['chosen']['params']['k']}" in env_file.read_text().splitlines()
+    # The defaults and the front checked on held-out visits (other photos of the test groups).
+    assert out["confirm_known_visits"] > 0
+    for r in [out["default"], *out["front"]]:
+        assert 0 <= r["confirm"]["admitted"] <= 1 and 0 <= r["confirm"]["wrong_open"] <= 1
+    assert "held-out visits" in (report / "tune.md").read_text()
     assert (study.parent / "tune-cache" / "efficientnet-lite1.npz").is_file()  # embeddings kept for the next run
 
     run([*args, "--trials", "2"], env)  # resumes the same study

@@ -37,6 +37,8 @@ def tune(
     max_ms: float = typer.Option(50.0, help="--apply picks the most admitted within this latency (50 ms = 20 fps)."),
     report: Optional[Path] = typer.Option(None, help="Write tune.md, tune.json and pareto.png here."),
     apply: bool = typer.Option(False, "--apply", help="Write the chosen settings into --env-file."),
+    confirm: bool = typer.Option(True, help="Check today's defaults and the front on held-out visits (other "
+                                 "photos of the test groups) after the search."),
     env_file: Path = typer.Option(Path(".env"), help="The settings file --apply writes (read by every command)."),
     seed: int = 0,
 ) -> None:
@@ -114,12 +116,16 @@ def tune(
         minutes = (time.monotonic() - started) / 60
         max_wrong_used = limit(st)
 
-    rows = [{"number": t.number, "params": t.params, **t.user_attrs}
-            for t in st.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if not rows:
-        _fail("no trial finished within the budget: give it more minutes")
-    front = tuning.pareto(rows, max_wrong_used)
-    d = next((r for r in rows if r["params"] == default), None)
+        rows = [{"number": t.number, "params": t.params, **t.user_attrs}
+                for t in st.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        if not rows:
+            _fail("no trial finished within the budget: give it more minutes")
+        front = tuning.pareto(rows, max_wrong_used)
+        d = next((r for r in rows if r["params"] == default), None)
+        if confirm and bench.confirm is not None:
+            for r in {r["number"]: r for r in ([d] if d is not None else []) + front}.values():
+                c = bench.run(r["params"], bench.confirm)
+                r["confirm"] = {k: v for k, v in c.__dict__.items() if k != "latency_ms"}
     if d is None:
         verdict = "Today's defaults were not measured in this study."
     elif any(r is d for r in front):
@@ -140,7 +146,8 @@ def tune(
     chosen = tuning.choose(front, max_ms)
     out = {
         "command": "kennelgate " + " ".join(sys.argv[1:]), "study": str(study), "n_trials": len(rows), "minutes": minutes,
-        "known_visits": sum(t != OTHER for t in bench.truths), "unknown_visits": sum(t == OTHER for t in bench.truths),
+        "known_visits": bench.search.known, "unknown_visits": bench.search.unknown,
+        "confirm_known_visits": bench.confirm.known if bench.confirm and confirm else 0,
         "frames": frames, "gallery_photos": len(bench.gallery_photos), "latency_frames": tuning.LATENCY_FRAMES,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores", "max_wrong": max_wrong_used,
         "limit_from": "--max-wrong" if max_wrong is not None else (
@@ -149,8 +156,10 @@ def tune(
     }
     console.print(verdict)
     for r in front:
+        held = r.get("confirm")
         console.print(f"front #{r['number']}: admitted {100 * r['admitted']:.1f}%, wrong opens "
-                      f"{100 * r['wrong_open']:.2f}%, {r['latency_ms']:.1f} ms — {tuning_report.label(r)}")
+                      f"{100 * r['wrong_open']:.2f}%, {r['latency_ms']:.1f} ms — {tuning_report.label(r)}"
+                      + (f"; held-out visits: {100 * held['admitted']:.1f}%, {100 * held['wrong_open']:.2f}%" if held else ""))
     if report:
         console.print(f"report: {tuning_report.write(out, report)}")
     if apply:
