@@ -69,6 +69,7 @@ class FrameOutcome:
     index_version: str = ""
     prefix: str = ""  # how a reused answer came about, put before the reason
     animals: list = field(default_factory=list)  # counted animals (head count ran on this frame)
+    people: int = 0  # people in view (head count ran on this frame)
     override: Optional[str] = None  # a staff override decided the door ("open_once", "hold_closed", "lock")
     kept: bool = False  # the whole frame was kept for learning (app.kept_frames)
     top: list = field(default_factory=list, repr=False)  # the gallery's best species and scores
@@ -88,6 +89,7 @@ class FrameOutcome:
             "latency_ms": round(self.latency_ms, 2),
             "index_version": self.index_version,
             "animals": self.animals,
+            "people": self.people,
             "override": self.override,
         }
 
@@ -124,7 +126,7 @@ class FrameProcessor:
         try:
             self._check_deadline()
             result = self.pipeline.run([data], [self._camera(kennel)], kennel.health, kennel.overrides,
-                                       max_animals=kennel.max_animals)[0]
+                                       max_animals=kennel.max_animals, people_block=kennel.people_block)[0]
             self._check_deadline()
             out = self._outcome(kennel, result)
         except FrameLate:
@@ -143,7 +145,8 @@ class FrameProcessor:
         out = FrameOutcome(r.frame_id, kennel.id, species=r.species, accepted=r.accepted, error=r.error,
                            health=r.health.fault, reused=r.reused_from is not None,
                            tier="remote" if r.tier == "remote" else "local",
-                           model=self.engine.encoder.fingerprint, index_version=r.index_version, animals=r.animals)
+                           model=self.engine.encoder.fingerprint, index_version=r.index_version, animals=r.animals,
+                           people=r.people)
         if d is not None:
             out.score, out.breed, out.best, out.top = d.score, d.breed if r.accepted else None, d.best, d.top
         if r.error is not None:
@@ -288,7 +291,8 @@ class FrameProcessor:
                 score=out.score, breed=out.breed, accepted=out.accepted, door=out.door, reason=out.reason[:500],
                 error=out.error is not None, health=out.health, reused=out.reused, latency_ms=out.latency_ms,
                 model=out.model, index_version=out.index_version, thumbnail=self._thumbnail(out, image),
-                animals=out.animals or None, override=out.override, kept=out.kept,
+                animals=out.animals or None, people=out.people if out.animals or out.people else None,
+                override=out.override, kept=out.kept,
             )
             # Returns once committed (group commit with other frames). A frame past its deadline
             # is withdrawn unwritten and answered "late": the log never says "open" for a frame

@@ -24,6 +24,7 @@ class KennelConfig:
     overrides: dict[str, float] = field(default_factory=dict)  # manual thresholds: species, then kennel
     health: HealthThresholds = field(default_factory=HealthThresholds)  # service defaults + kennel overrides
     max_animals: int = 1  # the head count: more animals in view keep the door shut
+    people_block: bool = False  # the head count: a person in view keeps the door shut
 
 
 def policy_of(kennel: Kennel, settings: Settings) -> WindowPolicy:
@@ -55,6 +56,7 @@ class KennelCache:
                 kennel.id, kennel.name, frozenset(kennel.admits), policy_of(kennel, self.settings),
                 {**species, **(kennel.thresholds or {})}, self.settings.health.merged(kennel.health),
                 kennel.max_animals or self.settings.max_animals,
+                self.settings.people_block if kennel.people_block is None else kennel.people_block,
             )
         with self._lock:
             self._configs[kennel_id] = cfg

@@ -59,6 +59,8 @@ class KennelIn(BaseModel):
     window_seconds: Optional[float] = Field(None, gt=0, le=60)
     max_animals: Optional[int] = Field(None, ge=1, le=20, description="more animals in view keep the door shut "
                                        "(head count; default: the service's max_animals, 1)")
+    people_block: Optional[bool] = Field(None, description="a person in view keeps the door shut (head count; default: "
+                                         "the service's people_block, off: staff walk dogs in, people are logged)")
 
     _admits = field_validator("admits")(_species_list)
     _name = field_validator("name")(_printable)
@@ -73,6 +75,7 @@ class KennelPatch(BaseModel):
     window_n: Optional[int] = Field(None, ge=1, le=100)
     window_seconds: Optional[float] = Field(None, gt=0, le=60)
     max_animals: Optional[int] = Field(None, ge=1, le=20, description="null = the service's max_animals")
+    people_block: Optional[bool] = Field(None, description="null = the service's people_block")
 
     _name = field_validator("name")(_printable)
 
@@ -105,6 +108,7 @@ class KennelOut(BaseModel):
     window_n: int
     window_seconds: float
     max_animals: int = Field(..., description="more animals in view than this keep the door shut (head count)")
+    people_block: bool = Field(..., description="a person in view keeps the door shut (head count)")
     created_at: datetime
 
 
@@ -198,6 +202,7 @@ class FrameOut(BaseModel):
     animals: list[AnimalOut] = Field(
         default_factory=list, description="animals the head count found in an accepted frame (empty when it did not run)"
     )
+    people: int = Field(0, description="people the head count saw in an accepted frame (0 when it did not run)")
 
 
 class DecisionOut(BaseModel):
@@ -219,6 +224,7 @@ class DecisionOut(BaseModel):
     model: str
     index_version: str
     animals: Optional[list[AnimalOut]] = Field(None, description="the head count's animals (when it ran)")
+    people: Optional[int] = Field(None, description="people in view (when the head count ran)")
     override: Optional[str] = Field(None, description="a staff override decided the door (open_once, hold_closed, lock)")
     label: Optional[str] = Field(None, description="what staff say really stood at the door")
     labelled_by: Optional[str] = None

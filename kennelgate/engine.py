@@ -55,6 +55,7 @@ class Classified:
     health: Health = field(default_factory=Health)
     animals: list[dict] = field(default_factory=list)  # the head count's animals (when it ran)
     crowd: str = ""  # why the head count refused an accepted answer
+    people: int = 0  # people the head count saw (when it ran)
 
     def as_record(self) -> dict:
         if self.error is not None:
@@ -73,6 +74,7 @@ class Classified:
             "top": [[n, s] for n, s in d.top],
             "reason": self.crowd or d.reason,
             "animals": self.animals,
+            "people": self.people,
         }
 
 
@@ -313,10 +315,11 @@ class Engine:
         out: list[Classified] = []
         for start in range(0, len(sources), chunk):
             part = list(sources[start : start + chunk])
-            results = pipeline.run(part, health=thresholds, batch=self.settings.batch_size, max_animals=self.settings.max_animals)
+            results = pipeline.run(part, health=thresholds, batch=self.settings.batch_size,
+                                   max_animals=self.settings.max_animals, people_block=self.settings.people_block)
             for name, r in zip(names[start : start + chunk], results):
                 out.append(Classified(name, r.decision if r.health.ok else None, r.message if r.error else None, r.health,
-                                      r.animals, r.crowd))
+                                      r.animals, r.crowd, r.people))
             if on_progress:
                 on_progress(len(part))
         return out

@@ -63,7 +63,7 @@ class FrameResult:
     tier: str = "local"  # "remote": the cascade's big tier answered; "unanswered": it was asked, in vain
     index_version: str = ""
     animals: list[dict] = field(default_factory=list)  # counted animals: box, label, species, score, accepted
-    people: int = 0  # people in view (reported, never blocking)
+    people: int = 0  # people in view: reported; they keep the door shut only where the kennel says so
     crowd: str = ""  # why the head count kept an accepted frame shut ("" = it did not)
     image: Optional[Image.Image] = field(default=None, repr=False)  # the decoded frame, when it was decoded
 
@@ -151,9 +151,11 @@ class FramePipeline:
         overrides: Optional[dict[str, float]] = None,
         batch: int = 16,
         max_animals: int = 1,
+        people_block: bool = False,
     ) -> list[FrameResult]:
         """One result per frame, in order. ``cameras[i]`` is frame i's camera (None: a lone photo).
-        ``max_animals``: an accepted frame with more animals in view than this stays shut."""
+        ``max_animals``: an accepted frame with more animals in view than this stays shut;
+        ``people_block``: so does one with a person in view."""
         cameras = list(cameras) if cameras is not None else [None] * len(frames)
         decider = self.decider()  # one gallery version for the whole call
         detector = self.detector()
@@ -172,7 +174,7 @@ class FramePipeline:
         if counter is not None:
             for w in todo:
                 if w.result.accepted:  # only an answer that could open a door pays for the count
-                    self._count(w, counter, decider, overrides, max_animals)
+                    self._count(w, counter, decider, overrides, max_animals, people_block)
         for w, camera in zip(work, cameras):
             if camera is not None and camera.motion is not None and w.thumb is not None:
                 camera.motion.anchor(w.thumb, w.result.frame_id, _anchored(w.result))
@@ -227,21 +229,31 @@ class FramePipeline:
         w.result.message = f"camera fault ({verdict.detail}); not classified"
         return w
 
-    def _count(self, w: _Work, counter: Detector, decider: Decider, overrides: Optional[dict], max_animals: int) -> None:
-        """Count the animals in an accepted frame and let the gallery name each one (its crop).
-        The frame stays shut with more than ``max_animals`` in view (a second animal slipping in
-        behind), or when an animal's crop is accepted as another species than the whole frame
-        (a blend of two animals, one of them missed by the detector); with several allowed,
-        each must be accepted as that species. No animal found: the whole-frame answer stands."""
+    def _count(
+        self, w: _Work, counter: Detector, decider: Decider, overrides: Optional[dict], max_animals: int,
+        people_block: bool = False,
+    ) -> None:
+        """Count the animals and people in an accepted frame and let the gallery name each animal
+        (its crop). The frame stays shut with more than ``max_animals`` in view (a second animal
+        slipping in behind), or when an animal's crop is accepted as another species than the
+        whole frame (a blend of two animals, one of them missed by the detector); with several
+        allowed, each must be accepted as that species. People are counted; with
+        ``people_block`` (a kennel whose door must not open beside a person) one keeps it shut.
+        No animal found: the whole-frame answer stands."""
         found = counter.detect(w.image)
         animals = [d for d in found if d.kind == "animal"]
-        w.result.people = sum(d.kind == "person" for d in found)
+        people = w.result.people = sum(d.kind == "person" for d in found)
+        if people and people_block:
+            w.result.crowd = (f"{people} {'person' if people == 1 else 'people'} in view: this kennel keeps its door "
+                              "shut while people are in view")
         if not animals:
             return
         decisions = decider.decide(self.embed(crops(w.image, animals)), overrides)
         w.result.animals = [_animal(a, d) for a, d in zip(animals, decisions)]
         species = w.result.decision.species
         named = ", ".join(d.species if d.accepted else f"unknown ({a.label.lower()}?)" for a, d in zip(animals, decisions))
+        if w.result.crowd:
+            return
         if len(animals) > max_animals:
             w.result.crowd = f"{len(animals)} animals in view ({named}), at most {max_animals} may pass at once"
         elif any(d.accepted and d.species != species for d in decisions):

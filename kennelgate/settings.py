@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     max_animals: int = Field(
         1, ge=1, description="an accepted frame with more animals in view than this keeps the door shut (tailgating)"
     )
+    people_block: bool = Field(
+        False, description="a person in view keeps the door shut (per kennel; default off: staff walk dogs in, and the "
+        "people are logged)"
+    )
 
     # Frame health gate (KENNELGATE_HEALTH__DARK_P95=40 …; per kennel: the kennel's `health`)
     health: HealthThresholds = Field(default_factory=HealthThresholds)

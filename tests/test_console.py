@@ -112,6 +112,7 @@ def test_staff_console_end_to_end(server_env, start_server, browser, tmp_path):
 
     # Override: lock the door; it is in force for the next frame, in the door history and in the audit.
     page.goto(server.url + f"/console/kennels/{kid}")
+    assert "people in view are logged, not blocking" in page.inner_text("#head-policy")
     page.select_option("#override-action", "lock")
     page.fill("#override-minutes", "5")
     page.fill("#override-reason", "vet visit")

@@ -113,6 +113,32 @@ def test_two_animals_keep_the_door_shut_and_one_passes(counting_engine):
     assert all(r.animals == [] and not r.crowd for r in objects)
 
 
+PERSON_PHOTOS = ("catsdogs/cat/cat.704.jpg", "catsdogs/dog/dog.866.jpg")  # a cat or a dog beside a person
+
+
+def _people_frames(engine) -> list:
+    """The person photos whose frame the gallery accepts and in which the head count sees a person."""
+    frames = [Image.open(DATASETS / p).convert("RGB") for p in PERSON_PHOTOS]
+    return [f for f, r in zip(frames, engine.pipeline().run(frames)) if r.accepted and r.people >= 1]
+
+
+def test_people_are_counted_and_block_only_where_the_kennel_says_so(counting_engine):
+    """A cat or dog beside a person: by default accepted, the person counted (staff walk dogs in);
+    with ``people_block`` the same frame stays shut and the reason says why."""
+    engine = counting_engine
+    frames = _people_frames(engine)
+    assert frames, "the detector saw no person beside an accepted animal in the person photos"
+    blocked = engine.pipeline().run(frames, people_block=True)
+    assert all(not r.accepted and "people are in view" in r.reason and r.people >= 1 for r in blocked), blocked
+    records = engine.classify(frames)  # classify --json carries the count
+    assert all(c.as_record()["people"] >= 1 and c.as_record()["accepted"] for c in records)
+    from kennelgate.engine import Engine
+
+    strict = Engine(engine.settings.model_copy(update={"people_block": True}))
+    strict._encoder = engine.encoder  # noqa: SLF001 - same model, no second load; the gallery from the store
+    assert all(not c.as_record()["accepted"] for c in strict.classify(frames))
+
+
 def test_head_count_on_without_a_detector_refuses_to_start(settings, tmp_path):
     from kennelgate.engine import Engine
 
@@ -138,8 +164,16 @@ def test_the_service_answers_and_logs_the_animals_and_honours_max_animals(counti
         _pair(_photo("catsdogs/cat", i), _photo("catsdogs/dog", i)).save(buf, "JPEG", quality=90)
         frames.append(buf.getvalue())
     counted = next(f for f, r in zip(frames, engine.pipeline().run(frames)) if "animals in view" in r.crowd)
+    people_frame = _people_frames(engine)[0]
+    import uuid
+
+    from tests.test_monitoring import BROKER, Subscriber
+
+    prefix = f"kgtest-{uuid.uuid4().hex[:8]}"
+    sub = Subscriber(prefix)
     env = {**server_env, "KENNELGATE_HOME": str(s.home), "KENNELGATE_HEAD_COUNT": "on",
-           "KENNELGATE_DETECTOR_DIR": str(detector_dir), "KENNELGATE_MOTION_THRESHOLD": "0"}
+           "KENNELGATE_DETECTOR_DIR": str(detector_dir), "KENNELGATE_MOTION_THRESHOLD": "0",
+           "KENNELGATE_MQTT_URL": f"mqtt://{BROKER[0]}:{BROKER[1]}", "KENNELGATE_MQTT_PREFIX": prefix}
     srv = start_server(env)
     admin = {"Authorization": "Bearer test-admin-token"}
     with httpx.Client(base_url=srv.url, timeout=60, headers=admin) as c:
@@ -157,3 +191,27 @@ def test_the_service_answers_and_logs_the_animals_and_honours_max_animals(counti
         assert row["frame_id"] == a["frame_id"] and len(row["animals"]) == 2
         assert c.patch(f"/v1/kennels/{kid}", json={"max_animals": 2}).json()["max_animals"] == 2
         assert c.patch(f"/v1/kennels/{kid}", json={"max_animals": 0}).status_code == 422
+        # People: counted and logged; they block only once the kennel says so (audited).
+        person = io.BytesIO()
+        people_frame.save(person, "JPEG", quality=95)
+        assert k["people_block"] is False
+        a = post(person.getvalue())
+        assert a["people"] >= 1 and a["species"] in ("cat", "dog") and "people are in view" not in a["reason"], a
+        assert c.patch(f"/v1/kennels/{kid}", json={"people_block": True}).json()["people_block"] is True
+        a = post(person.getvalue())
+        assert a["decision"] == "closed" and a["species"] == "other" and "people are in view" in a["reason"], a
+        row = c.get("/v1/decisions", params={"kennel_id": kid}).json()[0]
+        assert row["frame_id"] == a["frame_id"] and row["people"] >= 1
+        changes = [e for e in c.get("/v1/audit").json() if "people_block" in str(e)]
+        assert changes, "the people_block change is not in the audit trail"
+    # The kennel's MQTT decision events carry the head count (animals and people).
+    import json
+    import time
+
+    topic = f"{prefix}/kennel/{kid}/decision"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not any(json.loads(m)["frame_id"] == a["frame_id"] for m in sub.on(topic)):
+        time.sleep(0.05)
+    sub.close()
+    event = next(json.loads(m) for m in sub.on(topic) if json.loads(m)["frame_id"] == a["frame_id"])
+    assert event["people"] >= 1 and event["animals"] and "people are in view" in event["reason"], event

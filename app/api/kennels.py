@@ -23,6 +23,7 @@ def _out(k: Kennel, service) -> KennelOut:
         id=k.id, name=k.name, admits=k.admits, thresholds=k.thresholds or {}, health=k.health or {},
         window_k=p.k, window_n=p.n, window_seconds=p.seconds, created_at=k.created_at,
         max_animals=k.max_animals or service.settings.max_animals,
+        people_block=service.settings.people_block if k.people_block is None else k.people_block,
     )
 
 
@@ -76,6 +77,8 @@ def patch_kennel(
             for key, value in body.model_dump(exclude_unset=True).items():
                 if key in ("thresholds", "health"):
                     audit.record(s, who, "kennel", str(kennel_id), key, getattr(k, key) or {}, value or {})
+                elif key in ("max_animals", "people_block"):  # door policy: who changed it, and when
+                    audit.record(s, who, "kennel", str(kennel_id), key, getattr(k, key), value)
                 setattr(k, key, value)
             _check_policy(k, service)
             s.flush()

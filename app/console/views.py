@@ -42,6 +42,8 @@ class KennelView:
     drift: str = "ok"
     recent: list[DecisionRecord] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
+    max_animals: int = 1  # the head count's door policy
+    people_block: bool = False
 
 
 def kennels(service: Service, frames: int = 6, kennel_id: Optional[int] = None) -> list[KennelView]:
@@ -52,7 +54,9 @@ def kennels(service: Service, frames: int = 6, kennel_id: Optional[int] = None) 
     out = []
     with service.db.session() as s:
         for k in s.scalars(q).all():
-            v = KennelView(k.id, k.name, list(k.admits), dict(k.thresholds or {}))
+            v = KennelView(k.id, k.name, list(k.admits), dict(k.thresholds or {}),
+                           max_animals=k.max_animals or service.settings.max_animals,
+                           people_block=service.settings.people_block if k.people_block is None else k.people_block)
             v.recent = s.scalars(select(DecisionRecord).where(DecisionRecord.kennel_id == k.id)
                                  .order_by(*NEWEST).limit(frames)).all()
             if v.recent:

@@ -61,6 +61,7 @@ class Kennel(Base):
     window_seconds: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
     health: Mapped[Optional[dict]] = mapped_column(JSON, nullable=True)  # health-gate threshold overrides
     max_animals: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)  # None = service default
+    people_block: Mapped[Optional[bool]] = mapped_column(Boolean, nullable=True)  # None = service default
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
@@ -143,6 +144,7 @@ class DecisionRecord(Base):
     index_version: Mapped[str] = mapped_column(String(20), default="")
     thumbnail: Mapped[Optional[bytes]] = mapped_column(LargeBinary, nullable=True)
     animals: Mapped[Optional[list]] = mapped_column(JSON, nullable=True)  # the head count's animals, when it ran
+    people: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)  # people in view, when the head count ran
     label: Mapped[Optional[str]] = mapped_column(String(100), nullable=True)  # what staff say really stood there
     labelled_by: Mapped[Optional[str]] = mapped_column(String(200), nullable=True)
     labelled_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True), nullable=True)
