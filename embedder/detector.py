@@ -215,3 +215,17 @@ def crops(image: Image.Image, detections: Sequence[Detection], pad: float = 0.1)
         out.append(image.crop((int(max(0, x0 - px) * w), int(max(0, y0 - py) * h),
                                int(math.ceil(min(1, x1 + px) * w)), int(math.ceil(min(1, y1 + py) * h)))))
     return out
+
+
+def beside(image: Image.Image, detection: Detection, pad: float = 0.1) -> tuple[float, Image.Image]:
+    """The widest strip of ``image`` left, right, above or below ``detection`` (its box padded by
+    ``pad``), and the strip's share of the frame: where a second animal the detector missed would
+    stand beside the first."""
+    w, h = image.size
+    x0, y0, x1, y1 = detection.box
+    px, py = pad * (x1 - x0), pad * (y1 - y0)
+    x0, y0, x1, y1 = max(0.0, x0 - px), max(0.0, y0 - py), min(1.0, x1 + px), min(1.0, y1 + py)
+    strips = [((0.0, 0.0, x0, 1.0), x0), ((x1, 0.0, 1.0, 1.0), 1.0 - x1),
+              ((0.0, 0.0, 1.0, y0), y0), ((0.0, y1, 1.0, 1.0), 1.0 - y1)]
+    (a, b, c, d), share = max(strips, key=lambda s: s[1])
+    return share, image.crop((int(a * w), int(b * h), int(math.ceil(c * w)), int(math.ceil(d * h))))

@@ -295,6 +295,8 @@ class Engine:
             cascade_margin=s.cascade_margin,
             counter=lambda: self.animal_detector,
             features=features or frame_features,
+            imagenet=lambda images: self.encoder.embed(images).logits,
+            beside_animal_p=s.beside_animal_p,
         )
 
     def classify(

@@ -4,7 +4,8 @@
 
     frame ─ thumbnail ─ frozen? ─ unchanged scene? (reuse the anchor's answer)
           ─ decode ─ health gate ─ encoder ─ gallery decision ─ cascade (unsure → big tier)
-          ─ head count (accepted frames only: more animals than allowed keeps the door shut)
+          ─ head count (accepted frames only: more animals than allowed, an animal beside the
+            one found, or a person where the kennel says so keeps the door shut)
           → FrameResult
 
 The pipeline does no I/O of its own (no log, no metrics, no door): the caller wraps it. The
@@ -30,7 +31,7 @@ from typing import Callable, Optional, Sequence, Union
 import numpy as np
 from PIL import Image
 
-from embedder.detector import Detection, Detector, crops
+from embedder.detector import Detection, Detector, beside, crops
 from embedder.images import ImageError, ImageLimits, ImageSource
 from index.decision import Decider, Decision
 from index.folders import OTHER
@@ -42,6 +43,10 @@ from kennelgate.motion import Anchor, MotionGate, grey_thumb, thumbnail
 Frame = Union[bytes, ImageSource, Image.Image]
 Embed = Callable[[list[Image.Image]], np.ndarray]  # decoded RGB frames → (N, D) unit vectors
 BigTier = Callable[[bytes], Decision]  # raises on no answer; the frame then stays closed
+ImageNet = Callable[[list[Image.Image]], Optional[np.ndarray]]  # images → (N, 1000) ImageNet logits, or None
+IMAGENET_ANIMALS = slice(0, 398)  # ILSVRC-2012 classes 0–397 are animals (tench … puffer)
+BESIDE_MIN_SHARE = 0.3  # a strip narrower than this of the frame has no room for a second animal
+BESIDE_MIN_SIDE = 32  # px
 
 
 class TierError(RuntimeError):
@@ -134,6 +139,8 @@ class FramePipeline:
         workers: int = 2,
         counter: Optional[Callable[[], Optional[Detector]]] = None,
         features: Callable[[Image.Image], FrameFeatures] = frame_features,
+        imagenet: Optional[ImageNet] = None,
+        beside_animal_p: float = 0.0,
     ) -> None:
         self.decode, self.embed, self.decider, self.detector = decode, embed, decider, detector
         self.features = features  # the health gate's frame statistics
@@ -141,6 +148,7 @@ class FramePipeline:
         self.big_tier, self.cascade_margin = big_tier, cascade_margin
         self.workers = workers
         self.counter = counter  # the animal detector, when one is installed (None: no head count)
+        self.imagenet, self.beside_animal_p = imagenet, beside_animal_p  # the "animal beside" check (0: off)
 
     # --- the whole way ------------------------------------------------------------------
     def run(
@@ -237,7 +245,9 @@ class FramePipeline:
         (its crop). The frame stays shut with more than ``max_animals`` in view (a second animal
         slipping in behind), or when an animal's crop is accepted as another species than the
         whole frame (a blend of two animals, one of them missed by the detector); with several
-        allowed, each must be accepted as that species. People are counted; with
+        allowed, each must be accepted as that species. With one animal found (and one allowed),
+        the strip of the frame beside it must not look like another animal (``_beside``). People
+        are counted; with
         ``people_block`` (a kennel whose door must not open beside a person) one keeps it shut.
         No animal found: the whole-frame answer stands."""
         found = counter.detect(w.image)
@@ -260,6 +270,30 @@ class FramePipeline:
             w.result.crowd = f"the frame looks like {species} but an animal in it like another species: {named}"
         elif len(animals) > 1 and not all(d.accepted for d in decisions):
             w.result.crowd = f"animals in view that are not all {species}: {named}"
+        elif len(animals) == 1 == max_animals:
+            w.result.crowd = self._beside(w.image, animals[0], species)
+
+    def _beside(self, image: Image.Image, animal: Detection, species: str) -> str:
+        """Why the door stays shut if the part of the frame beside the one animal found looks like
+        another animal ("" if not). The detector knows cats, dogs and cattle among animals, so a
+        fox or a bird beside a dog is often not found; the encoder's ImageNet head, shown the
+        strip beside the animal, names one of its 398 animal classes there with some confidence,
+        and an empty floor, grass or a fence with almost none."""
+        if self.imagenet is None or self.beside_animal_p <= 0:
+            return ""
+        share, strip = beside(image, animal)
+        if share < BESIDE_MIN_SHARE or min(strip.size) < BESIDE_MIN_SIDE:
+            return ""
+        logits = self.imagenet([strip])
+        if logits is None or logits.shape[-1] != 1000:
+            return ""
+        z = logits[0] - logits[0].max()
+        p = np.exp(z) / np.exp(z).sum()
+        best = float(p[IMAGENET_ANIMALS].max())
+        if best < self.beside_animal_p:
+            return ""
+        return (f"another animal may stand beside the {species}: the rest of the frame looks like an animal "
+                f"({best:.2f} ≥ {self.beside_animal_p:.2f})")
 
     def _cascade(
         self, d: Decision, data: Optional[bytes], result: FrameResult, decider: Decider, overrides: Optional[dict]

@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     max_animals: int = Field(
         1, ge=1, description="an accepted frame with more animals in view than this keeps the door shut (tailgating)"
     )
+    beside_animal_p: float = Field(
+        0.1, ge=0.0, le=1.0, description="head count: with one animal found, the strip of the frame beside it keeps "
+        "the door shut when the encoder's ImageNet head gives an animal class at least this probability there "
+        "(a second animal the detector missed; 0 = off)"
+    )
     people_block: bool = Field(
         False, description="a person in view keeps the door shut (per kennel; default off: staff walk dogs in, and the "
         "people are logged)"

@@ -121,7 +121,8 @@ def markdown(r: dict) -> str:
     lines = ["# Two animals at the door", "", f"Command: `{r['command']}`. Visits of {r['frames_per_visit']} live frames "
              "(20 fps) through the service's pipeline and door window (3 of 5). Gallery: 800 cats + 800 dogs of "
              "`catsdogs/`; every test photo unseen. Head count: MediaPipe's SSD-MobileNetV2 (Open Images V4) "
-             "counts animals in frames the gallery accepts; more than one keeps the door shut.", "",
+             "counts animals in frames the gallery accepts; more than one keeps the door shut, and so does a strip beside "
+             "the one animal found that the encoder's ImageNet head takes for an animal (`beside_animal_p`, 0.1).", "",
              "| visits | without head count | with head count |", "|---|---|---|"]
     for kind, v in off["two"].items():
         lines.append(f"| {kind} side by side ({v['visits']} visits, both orders): a door opened | {pct(v['opened'])} | "

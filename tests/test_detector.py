@@ -113,6 +113,33 @@ def test_two_animals_keep_the_door_shut_and_one_passes(counting_engine):
     assert all(r.animals == [] and not r.crowd for r in objects)
 
 
+def test_the_strip_beside_an_animal_is_the_widest_free_side_of_the_frame():
+    frame = Image.new("RGB", (640, 320))
+    share, strip = det.beside(frame, det.Detection((0.05, 0.1, 0.45, 0.9), "Dog", 0.9))
+    assert abs(share - 0.51) < 0.01 and strip.size == (327, 320)  # right of the padded box (0.49 → 1)
+    share, strip = det.beside(frame, det.Detection((0.0, 0.0, 1.0, 0.5), "Cat", 0.9))
+    assert abs(share - 0.45) < 0.01 and strip.size[0] == 640  # below it
+
+
+def test_an_animal_the_detector_misses_beside_the_one_it_finds_keeps_the_door_shut(counting_engine):
+    """A dog beside a fox, a bird or a raccoon: the detector finds the dog only; the strip beside
+    it looks like an animal to the ImageNet head, so the frame is refused. Single cats and dogs
+    (their strip is floor, grass or wall) are not."""
+    engine = counting_engine
+    dogs = [_photo("catsdogs/dog", i) for i in range(900, 940)]
+    others = [Image.open(p.path).convert("RGB") for p in scan_species(DATASETS / "others", OTHER)[::3][:40]]
+    pairs = [_pair(d, o) for d, o in zip(dogs, others)]
+    beside = [r for r in engine.pipeline().run(pairs) if "beside" in r.crowd]
+    assert len(beside) >= 3 and all(len(r.animals) == 1 for r in beside), len(beside)
+    from kennelgate.engine import Engine
+
+    off = Engine(engine.settings.model_copy(update={"beside_animal_p": 0.0}))
+    off._encoder = engine.encoder  # noqa: SLF001 - same model, no second load
+    assert not [r for r in off.pipeline().run(pairs) if "beside" in r.crowd]
+    singles = engine.pipeline().run(dogs + [_photo("catsdogs/cat", i) for i in range(900, 940)])
+    assert sum("beside" in r.crowd for r in singles) <= 1
+
+
 PERSON_PHOTOS = ("catsdogs/cat/cat.704.jpg", "catsdogs/dog/dog.866.jpg")  # a cat or a dog beside a person
 
 
