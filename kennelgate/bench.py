@@ -85,6 +85,49 @@ def torch_rows(module, enc: Encoder, decider: Decider, files: Sequence[Path], th
     return rows
 
 
+def frame_rows(engine, files: Sequence[Path], frames: int = 64) -> list[dict]:
+    """Frames/s of one camera through the service's frame pipeline (motion gate, health gate,
+    encoder, decision, head count), on a still scene (one animal, fixed framing, sensor noise:
+    the motion gate reuses answers) and on a moving one (a new animal every frame, shifted and
+    re-exposed), with the head count off and, when the detector is installed, on: what the head
+    count costs per frame."""
+    from kennelgate.motion import MotionGate
+    from kennelgate.pipeline import Camera
+    from kennelgate.visits import live_frame
+
+    s = engine.settings
+    rng = np.random.default_rng(0)
+    photos = [engine.encoder.load(f).convert("RGB") for f in files]
+    still = np.asarray(photos[0].resize((426, 320)), np.float32)
+    scenes = {"still scene": [_jpeg(still + rng.normal(0, 2.0, still.shape)) for _ in range(frames)],
+              "moving scene": [live_frame(photos[i % len(photos)], rng, (426, 320)) for i in range(frames)]}
+    modes = ["off"] + (["on"] if s.head_count != "off" and engine.animal_detector is not None else [])
+    rows = []
+    for mode in modes:
+        pipeline = engine.pipeline()
+        if mode == "off":
+            pipeline.counter = None
+        for scene, data in scenes.items():
+            def run(data=data) -> int:
+                camera = Camera(MotionGate(s.motion_threshold, s.motion_max_skip, s.motion_idle_after, s.motion_idle_every))
+                for d in data:
+                    pipeline.run([d], [camera], s.health, max_animals=s.max_animals, people_block=s.people_block)
+                return len(data)
+
+            rows.append({"stage": f"camera frames, {scene} (head count {mode})", "batch": 1, "ips": _rate(run)})
+    return rows
+
+
+def _jpeg(arr: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=85)
+    return buf.getvalue()
+
+
 def with_ratios(rows: list[dict], base: list[dict]) -> list[dict]:
     ref = {(r["stage"], r["batch"]): r["ips"] for r in base}
     for r in rows:
@@ -107,7 +150,7 @@ def run_bench(engine, files: Sequence[Path], baseline: bool = True, batches=BATC
             if key in ref:
                 r["ratio"] = r["ips"] / ref[key]
         rows += [{**r, "stage": f"{r['stage']} (torch eager fp32)"} for r in base]
-    return rows
+    return rows + frame_rows(engine, files)
 
 
 @dataclass(frozen=True)

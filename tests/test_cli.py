@@ -104,6 +104,7 @@ def test_eval_report_and_bench(tmp_path, env, default_model):
     assert ("end to end", 1) in stages and ("end to end", 8) in stages
     assert ("encoder (torch eager fp32)", 8) in stages
     assert any("ratio" in r for r in rows if r["stage"] == "end to end")
+    assert {"camera frames, still scene (head count off)", "camera frames, moving scene (head count off)"} <= {s for s, _ in stages}
 
 
 def _all_commands() -> list[list[str]]:

@@ -140,6 +140,16 @@ def test_an_animal_the_detector_misses_beside_the_one_it_finds_keeps_the_door_sh
     assert sum("beside" in r.crowd for r in singles) <= 1
 
 
+def test_bench_times_camera_frames_with_and_without_the_head_count(counting_engine):
+    from kennelgate.bench import frame_rows
+
+    files = sorted((DATASETS / "catsdogs" / "dog").iterdir())[:8]
+    rows = {r["stage"]: r["ips"] for r in frame_rows(counting_engine, files, frames=8)}
+    assert set(rows) == {f"camera frames, {scene} (head count {mode})"
+                         for scene in ("still scene", "moving scene") for mode in ("off", "on")}
+    assert all(v > 0 for v in rows.values())
+
+
 PERSON_PHOTOS = ("catsdogs/cat/cat.704.jpg", "catsdogs/dog/dog.866.jpg")  # a cat or a dog beside a person
 
 

@@ -206,7 +206,8 @@ def bench(
     eval_test: Optional[Path] = typer.Option(None, help="With --variants: ROOT/<species>/ photos to evaluate."),
     markdown_out: Optional[Path] = typer.Option(None, "--markdown", help="With --variants: write the tables here."),
 ) -> None:
-    """Images/s for decode+preprocess, encoder, search and end to end, batch 1 and 8.
+    """Images/s for decode+preprocess, encoder, search and end to end, batch 1 and 8; frames/s of one
+    camera through the frame pipeline on a still and a moving scene, with the head count off and on.
 
     With --variants: each model × runtime gets the same evaluation (accuracy, acceptance, unknowns
     rejected) and the same timings, side by side with PyTorch eager fp32 as the baseline.
