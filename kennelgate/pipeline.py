@@ -247,9 +247,8 @@ class FramePipeline:
         whole frame (a blend of two animals, one of them missed by the detector); with several
         allowed, each must be accepted as that species. With one animal found (and one allowed),
         the strip of the frame beside it must not look like another animal (``_beside``). People
-        are counted; with
-        ``people_block`` (a kennel whose door must not open beside a person) one keeps it shut.
-        No animal found: the whole-frame answer stands."""
+        are counted; with ``people_block`` (a kennel whose door must not open beside a person)
+        one keeps it shut. No animal found: the whole-frame answer stands."""
         found = counter.detect(w.image)
         animals = [d for d in found if d.kind == "animal"]
         people = w.result.people = sum(d.kind == "person" for d in found)
