@@ -224,7 +224,8 @@ class FrameProcessor:
             out.reason = f"{override.describe()}; the frame: {out.reason}"
         if data and not out.reused and self.keeper.teachable(out.accepted, out.error is not None, out.health != OK,
                                                                out.override, out.top):
-            out.kept = self.keeper.keep(out.frame_id, data)  # before the row that says so
+            out.kept = self.keeper.keep(out.frame_id, data, kennel.id,  # before the row that says so
+                                        always=out.override is not None)
         out.latency_ms = (time.perf_counter() - t0) * 1000.0
         logged = self._log(out, image)
         if not logged:

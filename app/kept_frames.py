@@ -3,7 +3,9 @@ animal out, the answer had a close runner-up, or staff overrode the door), so th
 can turn them into field photos of the kennel's own camera.
 
 Files live under ``<home>/frames/``, one per frame id, written atomically before the frame's log
-row says ``kept``. A disk budget (the oldest frames go first) and a retention period bound them.
+row says ``kept``. A disk budget (the oldest frames go first) and a retention period bound them,
+and a per-kennel rate: a raccoon that lingers at one door for an hour must not push every other
+kennel's frames out of the budget (frames a staff override decided are always kept).
 Keeping a frame never costs the frame its answer: a full disk only means the frame is not kept.
 """
 
@@ -14,7 +16,7 @@ import os
 import tempfile
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from pathlib import Path
 from typing import Optional
 
@@ -23,9 +25,11 @@ log = logging.getLogger(__name__)
 
 class FrameKeeper:
     def __init__(self, root: Path, mode: str = "teachable", budget_mb: float = 2000.0, days: int = 90,
-                 margin: float = 0.05) -> None:
+                 margin: float = 0.05, per_minute: int = 12) -> None:
         self.root = Path(root)
         self.mode = mode
+        self.per_minute = per_minute  # kept frames per kennel per minute (0: no limit)
+        self._recent: dict[int, deque] = {}  # kennel → times of its last kept frames
         self.budget = int(budget_mb * 1e6)
         self.days = days
         self.margin = margin
@@ -61,9 +65,13 @@ class FrameKeeper:
             return True
         return bool(top and len(top) > 1 and top[0][1] - top[1][1] < self.margin)
 
-    def keep(self, frame_id: str, data: bytes) -> bool:
-        """Write the frame (atomically); False when it could not be kept (full disk, budget)."""
+    def keep(self, frame_id: str, data: bytes, kennel_id: Optional[int] = None, always: bool = False,
+             now: Optional[float] = None) -> bool:
+        """Write the frame (atomically); False when it could not be kept (full disk, budget, or
+        ``kennel_id`` already kept ``per_minute`` frames in the last minute and not ``always``)."""
         if self.mode == "none" or len(data) > self.budget:
+            return False
+        if kennel_id is not None and self.per_minute > 0 and not always and not self._admit(kennel_id, now):
             return False
         path = self.path(frame_id)
         try:
@@ -90,6 +98,17 @@ class FrameKeeper:
         for old in over:
             self.path(old).unlink(missing_ok=True)
         return True
+
+    def _admit(self, kennel_id: int, now: Optional[float]) -> bool:
+        t = time.monotonic() if now is None else now
+        with self._lock:
+            recent = self._recent.setdefault(kennel_id, deque())
+            while recent and t - recent[0] >= 60.0:
+                recent.popleft()
+            if len(recent) >= self.per_minute:
+                return False
+            recent.append(t)
+            return True
 
     def read(self, frame_id: str) -> Optional[bytes]:
         try:
@@ -127,3 +146,7 @@ class FrameKeeper:
     @property
     def used_bytes(self) -> int:
         return self._used
+
+    @property
+    def count(self) -> int:
+        return len(self._sizes)

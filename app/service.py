@@ -49,7 +49,8 @@ def make_notifier(settings: Settings) -> Notifier:
 
 def keeper_of(settings: Settings) -> FrameKeeper:
     s = settings
-    return FrameKeeper(s.frames_dir, s.keep_frames, s.keep_frames_mb, s.keep_frames_days, s.keep_margin)
+    return FrameKeeper(s.frames_dir, s.keep_frames, s.keep_frames_mb, s.keep_frames_days, s.keep_margin,
+                       s.keep_frames_per_minute)
 
 
 class Service:

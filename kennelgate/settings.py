@@ -111,6 +111,8 @@ class Settings(BaseSettings):
     )
     keep_frames_mb: float = Field(2000.0, description="disk budget for kept frames; the oldest go first")
     keep_frames_days: int = Field(90, description="kept frames older than this are deleted")
+    keep_frames_per_minute: int = Field(12, ge=0, description="at most this many kept frames per kennel per minute "
+                                        "(overridden frames always; 0 = no limit)")
     keep_margin: float = Field(0.05, description="an accepted frame whose runner-up species is this close is teachable")
     field_days: int = Field(90, description="the rebuild puts field photos of the last N days in the gallery")
     gallery_cap: int = Field(3000, description="most photos per species in a rebuilt gallery: recent field photos first, "

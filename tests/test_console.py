@@ -132,6 +132,8 @@ def test_staff_console_end_to_end(server_env, start_server, browser, tmp_path):
     page.click("text=Sign out")
     _sign_in(page, server.url, staff)
     page.wait_for_selector("text=Kennels, live")
+    kept = page.inner_text("#kept-frames")
+    assert "Frames kept for learning (teachable)" in kept and "MB budget" in kept and "12 a minute" in kept, kept
     assert "staff" in page.inner_text("#who")
     assert page.locator("header >> text=Tokens").count() == 0
     page.goto(server.url + "/console/tokens")

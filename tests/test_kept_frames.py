@@ -46,3 +46,15 @@ def test_an_unlogged_frame_is_forgotten_and_old_frames_age_out(tmp_path):
     (tmp_path / "cc" / ".keep-crashed").write_bytes(b"half")
     FrameKeeper(tmp_path, "teachable")
     assert not (tmp_path / "cc" / ".keep-crashed").exists(), "a crash mid-write leaves nothing behind"
+
+
+def test_one_busy_kennel_keeps_at_most_its_rate_and_others_are_not_crowded_out(tmp_path):
+    """A raccoon lingering at kennel 1 for a minute of frames: only ``per_minute`` of them are kept;
+    kennel 2's frame and an overridden frame of kennel 1 still are; a minute later kennel 1 keeps again."""
+    k = FrameKeeper(tmp_path, "teachable", per_minute=3)
+    kept = [k.keep(f"a{i:02d}" + "0" * 29, b"x", kennel_id=1, now=100.0 + i) for i in range(20)]
+    assert kept == [True] * 3 + [False] * 17 and k.count == 3
+    assert k.keep("b00" + "0" * 29, b"x", kennel_id=2, now=110.0), "another kennel has its own rate"
+    assert k.keep("a99" + "0" * 29, b"x", kennel_id=1, always=True, now=110.0), "a frame staff overrode is always kept"
+    assert k.keep("a98" + "0" * 29, b"x", kennel_id=1, now=161.0), "the oldest of the minute has aged out"
+    assert FrameKeeper(tmp_path / "u", "teachable", per_minute=0).keep("c" * 32, b"x", kennel_id=1), "0: no limit"

@@ -78,7 +78,8 @@ def logout() -> Response:
 
 @router.get("/console/")
 def kennels_page(request: Request, service: ServiceDep, who: User, live: bool = False) -> HTMLResponse:
-    return page(request, "kennels_live.html" if live else "kennels.html", who, kennels=views.kennels(service))
+    return page(request, "kennels_live.html" if live else "kennels.html", who, kennels=views.kennels(service),
+                kept=views.kept_frames(service))
 
 
 @router.get("/console/kennels/{kennel_id}")

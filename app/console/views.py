@@ -72,6 +72,24 @@ def kennels(service: Service, frames: int = 6, kennel_id: Optional[int] = None) 
     return out
 
 
+@dataclass(frozen=True)
+class KeptFrames:
+    """What the field loop keeps on disk, for the staff to see against its budget."""
+
+    mode: str
+    frames: int
+    used_mb: float
+    budget_mb: float
+    days: int
+    per_minute: int
+
+
+def kept_frames(service: Service) -> KeptFrames:
+    k, s = service.keeper, service.settings
+    return KeptFrames(s.keep_frames, k.count, k.used_bytes / 1e6, s.keep_frames_mb, s.keep_frames_days,
+                      s.keep_frames_per_minute)
+
+
 def kennel_names(service: Service) -> list[tuple[int, str]]:
     with service.db.session() as s:
         return [tuple(r) for r in s.execute(select(Kennel.id, Kennel.name).order_by(Kennel.id))]
