@@ -137,6 +137,9 @@ class WebhookSender:
         self._client.close()
 
 
+DOOR_EVENT_FIELDS = ("frame_id", "species", "score", "reason", "override", "animals", "people")
+
+
 class Notifier:
     """What the frame path and the monitors call; routes to MQTT and webhooks as configured."""
 
@@ -147,15 +150,22 @@ class Notifier:
         self._door: dict[int, str] = {}
 
     def frame(self, kennel_id: int, kennel_name: str, record: dict) -> None:
+        """Every decision on MQTT (when enabled); a door that changes on MQTT (retained) and, as a
+        ``door`` event with the frame that changed it (species, reason, animals and people in
+        view), on the webhooks."""
+        door, before = record["decision"], self._door.get(kennel_id)
+        changed = before != door
+        self._door[kennel_id] = door
+        if changed and self.webhook is not None and (before is not None or door == "open"):  # not "closed" at start
+            self.webhook.send({"event": "door", "kind": "door", "state": door, "kennel_id": kennel_id,
+                               "kennel": kennel_name, **{k: record.get(k) for k in DOOR_EVENT_FIELDS}})
         if self.mqtt is None:
             return
         try:
             self.mqtt.announce(kennel_id, kennel_name)
             if self.decisions:
                 self.mqtt.publish(self.mqtt.topic(kennel_id, "decision"), record)
-            door = record["decision"]
-            if self._door.get(kennel_id) != door:
-                self._door[kennel_id] = door
+            if changed:
                 self.mqtt.publish(self.mqtt.topic(kennel_id, "door"), door, retain=True, qos=1)
         except Exception:  # noqa: BLE001 - a broker problem must never reach the frame
             log.exception("MQTT publish failed")

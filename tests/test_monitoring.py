@@ -141,6 +141,10 @@ def test_dark_frames_raise_camera_fault_and_drift_on_mqtt_and_webhook(monitored)
         for f in (dogs[500:510] + cats[500:510]):
             r = post(f.read_bytes())
             assert r["health"] == "ok", r
+        # The door opened for the dogs and closed for the cats: each change is a webhook event.
+        assert _wait(lambda: any(m.get("event") == "door" and m["state"] == "open" and m["species"] == "dog"
+                                 and m["frame_id"] and "animals" in m for m in hook.received)), hook.received
+        assert _wait(lambda: any(m.get("event") == "door" and m["state"] == "closed" for m in hook.received))
         h = c.get(f"/v1/kennels/{kid}/health", headers=tok).json()  # the kennel's own device may look
         assert h["camera"]["state"] == "ok" and h["drift"]["state"] == "ok"
         assert h["drift"]["reference"]["frames"] == REFERENCE
