@@ -33,7 +33,9 @@ def default_model(model_cache) -> Path:
 def settings(tmp_path, model_cache):
     from kennelgate.settings import Settings
 
-    return Settings(home=tmp_path / "home", model_cache=model_cache)
+    # The head count only where a test asks for it (a detector left in a shared model cache must not
+    # change other tests' answers).
+    return Settings(home=tmp_path / "home", model_cache=model_cache, head_count="off")
 
 
 def clusters(n_per: int = 40, dim: int = 32, names=("cat", "dog"), spread: float = 0.35, seed: int = 0):
@@ -146,6 +148,7 @@ def server_env(tmp_path, model_cache):
         "KENNELGATE_INDEX_POLL_SECONDS": "0.2",
         "KENNELGATE_THUMBNAILS": "all",
         "KENNELGATE_THUMBNAIL_INTERVAL_S": "0",
+        "KENNELGATE_HEAD_COUNT": "off",  # tests that count animals turn it on
     }
 
 

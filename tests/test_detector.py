@@ -182,7 +182,8 @@ def test_head_count_on_without_a_detector_refuses_to_start(settings, tmp_path):
     engine = Engine(settings.model_copy(update={"head_count": "on", "detector_dir": tmp_path}))
     with pytest.raises(det.DetectorError, match="model build detector"):
         engine.animal_detector
-    assert Engine(settings.model_copy(update={"detector_dir": tmp_path})).animal_detector is None  # auto: off
+    auto = settings.model_copy(update={"detector_dir": tmp_path, "head_count": "auto"})
+    assert Engine(auto).animal_detector is None  # auto without a detector: no head count
 
 
 def test_the_service_answers_and_logs_the_animals_and_honours_max_animals(counting_engine, detector_dir, server_env,
