@@ -35,6 +35,12 @@ def policy_of(kennel: Kennel, settings: Settings) -> WindowPolicy:
     )
 
 
+def head_count_of(kennel: Kennel, settings: Settings) -> tuple[int, bool]:
+    """The kennel's head-count policy, service defaults where it sets none: ``(max_animals, people_block)``."""
+    people_block = settings.people_block if kennel.people_block is None else kennel.people_block
+    return kennel.max_animals or settings.max_animals, people_block
+
+
 class KennelCache:
     def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
@@ -55,8 +61,7 @@ class KennelCache:
             cfg = KennelConfig(
                 kennel.id, kennel.name, frozenset(kennel.admits), policy_of(kennel, self.settings),
                 {**species, **(kennel.thresholds or {})}, self.settings.health.merged(kennel.health),
-                kennel.max_animals or self.settings.max_animals,
-                self.settings.people_block if kennel.people_block is None else kennel.people_block,
+                *head_count_of(kennel, self.settings),
             )
         with self._lock:
             self._configs[kennel_id] = cfg

@@ -205,27 +205,29 @@ class Detector:
                           round(float(score[keep][i]), 4)) for i in chosen]
 
 
+def _padded(box: tuple, pad: float) -> tuple[float, float, float, float]:
+    """``box`` (fractions of the frame) grown by ``pad`` of its size on every side, within the frame."""
+    x0, y0, x1, y1 = box
+    px, py = pad * (x1 - x0), pad * (y1 - y0)
+    return max(0.0, x0 - px), max(0.0, y0 - py), min(1.0, x1 + px), min(1.0, y1 + py)
+
+
+def _crop(image: Image.Image, box: tuple[float, float, float, float]) -> Image.Image:
+    w, h = image.size
+    return image.crop((int(box[0] * w), int(box[1] * h), int(math.ceil(box[2] * w)), int(math.ceil(box[3] * h))))
+
+
 def crops(image: Image.Image, detections: Sequence[Detection], pad: float = 0.1) -> list[Image.Image]:
     """Each detection's region of ``image``, padded by ``pad`` of its size on every side."""
-    w, h = image.size
-    out = []
-    for d in detections:
-        x0, y0, x1, y1 = d.box
-        px, py = pad * (x1 - x0), pad * (y1 - y0)
-        out.append(image.crop((int(max(0, x0 - px) * w), int(max(0, y0 - py) * h),
-                               int(math.ceil(min(1, x1 + px) * w)), int(math.ceil(min(1, y1 + py) * h)))))
-    return out
+    return [_crop(image, _padded(d.box, pad)) for d in detections]
 
 
 def beside(image: Image.Image, detection: Detection, pad: float = 0.1) -> tuple[float, Image.Image]:
     """The widest strip of ``image`` left, right, above or below ``detection`` (its box padded by
     ``pad``), and the strip's share of the frame: where a second animal the detector missed would
     stand beside the first."""
-    w, h = image.size
-    x0, y0, x1, y1 = detection.box
-    px, py = pad * (x1 - x0), pad * (y1 - y0)
-    x0, y0, x1, y1 = max(0.0, x0 - px), max(0.0, y0 - py), min(1.0, x1 + px), min(1.0, y1 + py)
+    x0, y0, x1, y1 = _padded(detection.box, pad)
     strips = [((0.0, 0.0, x0, 1.0), x0), ((x1, 0.0, 1.0, 1.0), 1.0 - x1),
               ((0.0, 0.0, 1.0, y0), y0), ((0.0, y1, 1.0, 1.0), 1.0 - y1)]
-    (a, b, c, d), share = max(strips, key=lambda s: s[1])
-    return share, image.crop((int(a * w), int(b * h), int(math.ceil(c * w)), int(math.ceil(d * h))))
+    box, share = max(strips, key=lambda s: s[1])
+    return share, _crop(image, box)

@@ -286,9 +286,8 @@ class FramePipeline:
         logits = self.imagenet([strip])
         if logits is None or logits.shape[-1] != 1000:
             return ""
-        z = logits[0] - logits[0].max()
-        p = np.exp(z) / np.exp(z).sum()
-        best = float(p[IMAGENET_ANIMALS].max())
+        e = np.exp(logits[0] - logits[0].max())
+        best = float(e[IMAGENET_ANIMALS].max() / e.sum())
         if best < self.beside_animal_p:
             return ""
         return (f"another animal may stand beside the {species}: the rest of the frame looks like an animal "

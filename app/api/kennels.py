@@ -11,7 +11,7 @@ from app.api.edge import DbId
 from app.api.deps import Admin, ServiceDep, require_admin
 from app.auth import Principal
 from app.db.models import Kennel, Token
-from app.kennels import policy_of
+from app.kennels import head_count_of, policy_of
 from app.schemas import KennelIn, KennelOut, KennelPatch, TokenIn, TokenInfo, TokenOut
 
 router = APIRouter(prefix="/v1", tags=["admin: kennels"], dependencies=[Admin])
@@ -19,11 +19,11 @@ router = APIRouter(prefix="/v1", tags=["admin: kennels"], dependencies=[Admin])
 
 def _out(k: Kennel, service) -> KennelOut:
     p = policy_of(k, service.settings)
+    max_animals, people_block = head_count_of(k, service.settings)
     return KennelOut(
         id=k.id, name=k.name, admits=k.admits, thresholds=k.thresholds or {}, health=k.health or {},
         window_k=p.k, window_n=p.n, window_seconds=p.seconds, created_at=k.created_at,
-        max_animals=k.max_animals or service.settings.max_animals,
-        people_block=service.settings.people_block if k.people_block is None else k.people_block,
+        max_animals=max_animals, people_block=people_block,
     )
 
 

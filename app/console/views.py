@@ -9,6 +9,7 @@ from typing import Optional
 from sqlalchemy import select
 
 from app.db.models import Alert, DecisionRecord, Kennel, Photo, Token, as_utc
+from app.kennels import head_count_of
 from app.overrides import Active
 from app.service import Service
 from index.folders import OTHER
@@ -54,9 +55,9 @@ def kennels(service: Service, frames: int = 6, kennel_id: Optional[int] = None) 
     out = []
     with service.db.session() as s:
         for k in s.scalars(q).all():
+            max_animals, people_block = head_count_of(k, service.settings)
             v = KennelView(k.id, k.name, list(k.admits), dict(k.thresholds or {}),
-                           max_animals=k.max_animals or service.settings.max_animals,
-                           people_block=service.settings.people_block if k.people_block is None else k.people_block)
+                           max_animals=max_animals, people_block=people_block)
             v.recent = s.scalars(select(DecisionRecord).where(DecisionRecord.kennel_id == k.id)
                                  .order_by(*NEWEST).limit(frames)).all()
             if v.recent:
